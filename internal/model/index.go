@@ -1,0 +1,305 @@
+package model
+
+import (
+	"cmp"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// Entry is one data entry of a registry ConfigMap after parsing: either a
+// Node (possibly with warnings) or the error that made it unusable.
+type Entry struct {
+	Namespace string
+	Key       string
+	Node      *Node
+	Warnings  []string
+	Err       *EntryError
+}
+
+// Issue reports an entry that was skipped, or served with a warning.
+type Issue struct {
+	Namespace string `json:"namespace"`
+	Key       string `json:"key"`
+	Reason    string `json:"reason"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// Claim is one app's nodes that serve a method, freshest heartbeat first.
+type Claim struct {
+	AppID string
+	Nodes []*Node
+}
+
+// Method is one gRPC method of an env and every app that claims it.
+type Method struct {
+	Name string
+	// Claims are sorted by app id: the order is the conflict rule (see Winner).
+	Claims []Claim
+	// Memo caches the HTTP layer's rendering of this method's resolution. It
+	// lives here so that it is dropped together with the snapshot it renders.
+	Memo atomic.Pointer[RenderMemo]
+}
+
+// RenderMemo is a rendered response and the liveness state it was rendered for.
+type RenderMemo struct {
+	AliveCounts []int
+	Body        []byte
+	ETag        []string
+}
+
+// App is one app id of an env.
+type App struct {
+	ID string
+	// Nodes are all valid nodes of the app, freshest heartbeat first.
+	Nodes    []*Node
+	Versions []string
+	Methods  []string
+}
+
+// EnvIndex is the immutable index of one env across every watched namespace.
+type EnvIndex struct {
+	Name        string
+	Namespaces  []string
+	Apps        map[string]*App
+	AppIDs      []string
+	Methods     map[string]*Method
+	MethodNames []string
+	// Conflicts lists, sorted, the methods claimed by more than one app.
+	Conflicts []string
+	Invalid   []Issue
+	Warnings  []Issue
+}
+
+// BuildEnv indexes the entries of one env. Entries are read-only; the
+// returned index shares their nodes.
+func BuildEnv(name string, entries []Entry) *EnvIndex {
+	idx := &EnvIndex{
+		Name:    name,
+		Apps:    make(map[string]*App),
+		Methods: make(map[string]*Method),
+	}
+	// A stable input order makes duplicates and issues deterministic.
+	sorted := slices.Clone(entries)
+	slices.SortFunc(sorted, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Key, b.Key))
+	})
+
+	namespaces := make(map[string]struct{})
+	type identity struct {
+		app   string
+		lease int64
+	}
+	live := make(map[identity]*Node, len(sorted))
+	for _, e := range sorted {
+		namespaces[e.Namespace] = struct{}{}
+		if e.Err != nil {
+			idx.Invalid = append(idx.Invalid, Issue{e.Namespace, e.Key, e.Err.Reason, e.Err.Detail})
+			continue
+		}
+		for _, w := range e.Warnings {
+			idx.Warnings = append(idx.Warnings, Issue{Namespace: e.Namespace, Key: e.Key, Reason: w})
+		}
+		id := identity{e.Node.AppID, e.Node.LeaseID}
+		prev, dup := live[id]
+		switch {
+		case !dup:
+			live[id] = e.Node
+		case e.Node.RunDate.After(prev.RunDate):
+			live[id] = e.Node
+			idx.Warnings = append(idx.Warnings, Issue{prev.Namespace, prev.Key, WarnDuplicate, "superseded by fresher entry " + e.Namespace + "/" + e.Key})
+		default:
+			idx.Warnings = append(idx.Warnings, Issue{e.Namespace, e.Key, WarnDuplicate, "superseded by fresher entry " + prev.Namespace + "/" + prev.Key})
+		}
+	}
+	for ns := range namespaces {
+		idx.Namespaces = append(idx.Namespaces, ns)
+	}
+	sort.Strings(idx.Namespaces)
+
+	nodes := make([]*Node, 0, len(live))
+	for _, n := range live {
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, compareFreshestFirst)
+
+	// Nodes arrive freshest first, so every list built by appending stays so.
+	claims := make(map[string]map[string][]*Node)
+	for _, n := range nodes {
+		app := idx.Apps[n.AppID]
+		if app == nil {
+			app = &App{ID: n.AppID}
+			idx.Apps[n.AppID] = app
+		}
+		app.Nodes = append(app.Nodes, n)
+		for _, m := range n.Methods {
+			byApp := claims[m]
+			if byApp == nil {
+				byApp = make(map[string][]*Node, 1)
+				claims[m] = byApp
+			}
+			byApp[n.AppID] = append(byApp[n.AppID], n)
+		}
+	}
+	for id, app := range idx.Apps {
+		idx.AppIDs = append(idx.AppIDs, id)
+		versions := make(map[string]struct{})
+		methods := make(map[string]struct{})
+		for _, n := range app.Nodes {
+			versions[n.Version] = struct{}{}
+			for _, m := range n.Methods {
+				methods[m] = struct{}{}
+			}
+		}
+		app.Versions = sortedKeys(versions)
+		app.Methods = sortedKeys(methods)
+	}
+	sort.Strings(idx.AppIDs)
+
+	for name, byApp := range claims {
+		m := &Method{Name: name, Claims: make([]Claim, 0, len(byApp))}
+		for app, ns := range byApp {
+			m.Claims = append(m.Claims, Claim{AppID: app, Nodes: ns})
+		}
+		slices.SortFunc(m.Claims, func(a, b Claim) int { return cmp.Compare(a.AppID, b.AppID) })
+		idx.Methods[name] = m
+		idx.MethodNames = append(idx.MethodNames, name)
+		if len(m.Claims) > 1 {
+			idx.Conflicts = append(idx.Conflicts, name)
+		}
+	}
+	sort.Strings(idx.MethodNames)
+	sort.Strings(idx.Conflicts)
+	return idx
+}
+
+// compareFreshestFirst orders nodes by heartbeat, newest first, with a total
+// tie-break so that equal heartbeats never reorder between rebuilds.
+func compareFreshestFirst(a, b *Node) int {
+	return cmp.Or(
+		b.RunDate.Compare(a.RunDate),
+		cmp.Compare(a.AppID, b.AppID),
+		cmp.Compare(a.LeaseID, b.LeaseID),
+		cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Key, b.Key),
+	)
+}
+
+func sortedKeys(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// AliveCount returns how many of nodes, sorted freshest first, are alive:
+// the alive ones are always a prefix.
+func AliveCount(nodes []*Node, now time.Time, ttl time.Duration) int {
+	cutoff := now.Add(-ttl)
+	// Linear for the usual handful of nodes; binary search beyond.
+	if len(nodes) <= 16 {
+		for i, n := range nodes {
+			if n.RunDate.Before(cutoff) {
+				return i
+			}
+		}
+		return len(nodes)
+	}
+	return sort.Search(len(nodes), func(i int) bool { return nodes[i].RunDate.Before(cutoff) })
+}
+
+// Winner applies the conflict rule: among the apps that claim the method, the
+// first by app id that has an alive node wins; when none is alive, the first
+// by app id (so that a caller learns who claims it). It is deterministic and
+// only changes when the claimants or their liveness change. It returns the
+// index into m.Claims.
+func (m *Method) Winner(now time.Time, ttl time.Duration) int {
+	for i := range m.Claims {
+		if AliveCount(m.Claims[i].Nodes, now, ttl) > 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+// Counts are the instance tallies of an env or app at one moment.
+type Counts struct {
+	Alive int
+	Stale int
+}
+
+// Counts tallies the app's alive and stale nodes at now.
+func (a *App) Counts(now time.Time, ttl time.Duration) Counts {
+	alive := AliveCount(a.Nodes, now, ttl)
+	return Counts{Alive: alive, Stale: len(a.Nodes) - alive}
+}
+
+// Counts tallies the env's alive and stale nodes at now.
+func (e *EnvIndex) Counts(now time.Time, ttl time.Duration) Counts {
+	var c Counts
+	for _, id := range e.AppIDs {
+		ac := e.Apps[id].Counts(now, ttl)
+		c.Alive += ac.Alive
+		c.Stale += ac.Stale
+	}
+	return c
+}
+
+// Snapshot is an immutable view of the whole registry at one sync. Handlers
+// read it without locks; the poller replaces it atomically.
+type Snapshot struct {
+	Envs     map[string]*EnvIndex
+	EnvNames []string
+	// NamespaceSyncedAt is when each watched namespace was last read
+	// successfully; a namespace never read is absent.
+	NamespaceSyncedAt map[string]time.Time
+	// Namespaces are the watched namespaces ("" when watching all).
+	Namespaces []string
+}
+
+// EmptySnapshot is what readers see before the first sync.
+func EmptySnapshot(namespaces []string) *Snapshot {
+	return &Snapshot{Envs: map[string]*EnvIndex{}, NamespaceSyncedAt: map[string]time.Time{}, Namespaces: namespaces}
+}
+
+// SyncedAt is the oldest last successful read among the watched namespaces:
+// the age of the least fresh data in the snapshot. Zero until all synced.
+func (s *Snapshot) SyncedAt() time.Time {
+	var oldest time.Time
+	for _, ns := range s.Namespaces {
+		t, ok := s.NamespaceSyncedAt[ns]
+		if !ok {
+			return time.Time{}
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest
+}
+
+// Ready reports whether every watched namespace has been read at least once.
+func (s *Snapshot) Ready() bool { return !s.SyncedAt().IsZero() }
+
+// EnvSyncedAt is the oldest last successful read among the env's namespaces.
+func (s *Snapshot) EnvSyncedAt(env *EnvIndex) time.Time {
+	if len(s.Namespaces) == 1 && s.Namespaces[0] == "" {
+		return s.NamespaceSyncedAt[""]
+	}
+	var oldest time.Time
+	for _, ns := range env.Namespaces {
+		t := s.NamespaceSyncedAt[ns]
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest
+}
+
+// SnapshotSource hands out the current snapshot; it is what handlers depend on.
+type SnapshotSource interface {
+	Snapshot() *Snapshot
+}

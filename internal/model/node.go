@@ -1,0 +1,243 @@
+// Package model holds the registry's vocabulary: the wire format shared with
+// the Go registry library, the rules that decide whether an entry is valid and
+// alive, and the immutable index that readers query.
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ConfigMapPrefix starts the name of every registry ConfigMap: ff-registry-<env>.
+const ConfigMapPrefix = "ff-registry-"
+
+// DefaultEnv is the env that the library maps the empty env name to.
+const DefaultEnv = "default"
+
+// RunDateLayout is how the library writes run_date: Go's time.DateTime, no zone.
+const RunDateLayout = time.DateTime
+
+// ServiceNode is one registry entry exactly as the Go library writes it. Field
+// order and the absence of omitempty keep our writes byte-compatible with it.
+type ServiceNode struct {
+	ProtoCount int             `json:"proto_count"`
+	LeaseID    int64           `json:"lease_id"`
+	RunDate    string          `json:"run_date"`
+	Methods    map[string]bool `json:"methods"`
+	Network    Network         `json:"network"`
+	Kernel     Kernel          `json:"kernel"`
+	Meta       Meta            `json:"meta"`
+}
+
+// Network says where an instance is reached; Internal is a Service DNS name.
+type Network struct {
+	SN       string `json:"sn"`
+	Internal string `json:"internal"`
+	External string `json:"external"`
+}
+
+// Kernel names the runtime that registered the instance.
+type Kernel struct {
+	Language string `json:"language"`
+	Version  string `json:"version"`
+}
+
+// Meta identifies the instance's env, app and version (Istio subset).
+type Meta struct {
+	Env     string `json:"env"`
+	AppID   string `json:"app_id"`
+	Version string `json:"version"`
+}
+
+// Node is a parsed, valid entry of one env, enriched with where it was found.
+// Nodes are shared between snapshots and must not be modified once built.
+type Node struct {
+	Namespace  string
+	Key        string
+	Env        string
+	AppID      string
+	LeaseID    int64
+	Version    string
+	RunDate    time.Time
+	ProtoCount int
+	// Methods is sorted, without duplicates.
+	Methods []string
+	Network Network
+	Kernel  Kernel
+}
+
+// Alive reports whether the node's last heartbeat is within ttl of now.
+func (n *Node) Alive(now time.Time, ttl time.Duration) bool {
+	return !n.RunDate.Before(now.Add(-ttl))
+}
+
+// CanonicalKey is the ConfigMap data key registry-api writes for an instance.
+// The library's "<appId>/<leaseId>" is rejected by a real API server.
+func CanonicalKey(appID string, leaseID int64) string {
+	return appID + "." + strconv.FormatInt(leaseID, 10)
+}
+
+// ConfigMapName returns the registry ConfigMap name for env.
+func ConfigMapName(env string) string {
+	if env == "" {
+		env = DefaultEnv
+	}
+	return ConfigMapPrefix + env
+}
+
+// EnvFromConfigMapName returns the env a ConfigMap name stands for, if it is
+// a registry ConfigMap at all.
+func EnvFromConfigMapName(name string) (string, bool) {
+	env, ok := strings.CutPrefix(name, ConfigMapPrefix)
+	if !ok || env == "" {
+		return "", false
+	}
+	return env, true
+}
+
+// Reasons an entry is skipped; they are part of the API (invalid_entries[].reason).
+const (
+	ReasonInvalidJSON    = "invalid_json"
+	ReasonMissingAppID   = "missing_app_id"
+	ReasonMissingLeaseID = "missing_lease_id"
+	ReasonEnvMismatch    = "env_mismatch"
+	ReasonBadRunDate     = "invalid_run_date"
+)
+
+// Warnings about entries that are still served.
+const (
+	WarnNonCanonicalKey = "non_canonical_key"
+	WarnDuplicate       = "duplicate_instance"
+	WarnInvalidMethod   = "invalid_method"
+)
+
+// EntryError explains why an entry was skipped.
+type EntryError struct {
+	Reason string
+	Detail string
+}
+
+func (e *EntryError) Error() string { return e.Reason + ": " + e.Detail }
+
+// ParseOptions control how entries are read.
+type ParseOptions struct {
+	// Zone is where run_date strings without a zone are read; nil means UTC.
+	Zone *time.Location
+}
+
+// ParseEntry parses one ConfigMap data value found under key in namespace for
+// env. It returns an *EntryError for entries that must be skipped, and
+// warnings for problems that still let the entry be served.
+func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Node, []string, error) {
+	var sn ServiceNode
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&sn); err != nil {
+		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
+	}
+	if dec.More() {
+		return nil, nil, &EntryError{ReasonInvalidJSON, "trailing data after the JSON object"}
+	}
+	if sn.Meta.AppID == "" {
+		return nil, nil, &EntryError{ReasonMissingAppID, "meta.app_id is empty"}
+	}
+	if sn.LeaseID == 0 {
+		return nil, nil, &EntryError{ReasonMissingLeaseID, "lease_id is missing or zero"}
+	}
+	if sn.Meta.Env != env {
+		return nil, nil, &EntryError{ReasonEnvMismatch, fmt.Sprintf("meta.env %q is not the ConfigMap's env %q", sn.Meta.Env, env)}
+	}
+	runDate, err := ParseRunDate(sn.RunDate, opts.Zone)
+	if err != nil {
+		return nil, nil, &EntryError{ReasonBadRunDate, err.Error()}
+	}
+	var warnings []string
+	if key != CanonicalKey(sn.Meta.AppID, sn.LeaseID) {
+		warnings = append(warnings, WarnNonCanonicalKey)
+	}
+	methods := make([]string, 0, len(sn.Methods))
+	badMethod := false
+	for m, on := range sn.Methods {
+		if !on {
+			continue
+		}
+		if !ValidMethodName(m) {
+			badMethod = true
+			continue
+		}
+		methods = append(methods, m)
+	}
+	if badMethod {
+		warnings = append(warnings, WarnInvalidMethod)
+	}
+	sort.Strings(methods)
+	return &Node{
+		Namespace:  namespace,
+		Key:        key,
+		Env:        env,
+		AppID:      sn.Meta.AppID,
+		LeaseID:    sn.LeaseID,
+		Version:    sn.Meta.Version,
+		RunDate:    runDate,
+		ProtoCount: sn.ProtoCount,
+		Methods:    methods,
+		Network:    sn.Network,
+		Kernel:     sn.Kernel,
+	}, warnings, nil
+}
+
+// ParseRunDate reads a run_date: the library's "YYYY-MM-DD HH:MM:SS" in zone
+// (UTC when nil), or RFC 3339.
+func ParseRunDate(s string, zone *time.Location) (time.Time, error) {
+	if zone == nil {
+		zone = time.UTC
+	}
+	if t, err := time.ParseInLocation(RunDateLayout, s, zone); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("run_date %q is neither %q nor RFC 3339", s, RunDateLayout)
+}
+
+// FormatRunDate writes t as the library does, in zone (UTC when nil).
+func FormatRunDate(t time.Time, zone *time.Location) string {
+	if zone == nil {
+		zone = time.UTC
+	}
+	return t.In(zone).Format(RunDateLayout)
+}
+
+// methodPattern is a full gRPC method: /<package.Service>/<Method>.
+var methodPattern = regexp.MustCompile(`^/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidMethodName reports whether m is a full gRPC method name with its leading slash.
+func ValidMethodName(m string) bool { return methodPattern.MatchString(m) }
+
+// ServiceOf returns the gRPC service part of a full method name.
+func ServiceOf(method string) string {
+	s := strings.TrimPrefix(method, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidAppID reports whether id is a DNS-1123 label, as a Kubernetes Service name is.
+func ValidAppID(id string) bool { return len(id) <= 63 && dnsLabel.MatchString(id) }
+
+// envPattern keeps ff-registry-<env> a valid ConfigMap name (a DNS-1123 subdomain).
+var envPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
+// ValidEnv reports whether env makes a valid registry ConfigMap name.
+func ValidEnv(env string) bool {
+	return len(ConfigMapPrefix)+len(env) <= 253 && envPattern.MatchString(env)
+}
