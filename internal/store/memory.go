@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+var configMapResource = schema.GroupResource{Resource: "configmaps"}
+var configMapKind = schema.GroupKind{Kind: "ConfigMap"}
+
+// configKey is the API server's rule for ConfigMap data keys.
+var configKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+// Memory is an in-process Store for local runs, demos and tests. It behaves
+// like the API server where registry-api depends on it: a resourceVersion
+// bumped on every change, 409 on a stale one, key validation and 1 MiB limit.
+type Memory struct {
+	mu   sync.Mutex
+	rv   int64
+	objs map[string]*corev1.ConfigMap
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns a Memory store holding copies of seed.
+func NewMemory(seed ...corev1.ConfigMap) (*Memory, error) {
+	m := &Memory{objs: make(map[string]*corev1.ConfigMap)}
+	for i := range seed {
+		cm := seed[i].DeepCopy()
+		cm.ResourceVersion = ""
+		if cm.Namespace == "" {
+			return nil, fmt.Errorf("seed configmap %q has no namespace", cm.Name)
+		}
+		if _, err := m.Create(context.Background(), cm); err != nil {
+			return nil, fmt.Errorf("seed configmap %s/%s: %w", cm.Namespace, cm.Name, err)
+		}
+	}
+	return m, nil
+}
+
+func objKey(ns, name string) string { return ns + "/" + name }
+
+// List returns copies, sorted by namespace and name like the API server.
+func (m *Memory) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]corev1.ConfigMap, 0, len(m.objs))
+	for _, cm := range m.objs {
+		if namespace == "" || cm.Namespace == namespace {
+			out = append(out, *cm.DeepCopy())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// Get returns a copy of one ConfigMap.
+func (m *Memory) Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cm, ok := m.objs[objKey(namespace, name)]
+	if !ok {
+		return nil, apierrors.NewNotFound(configMapResource, name)
+	}
+	return cm.DeepCopy(), nil
+}
+
+// Create stores a new ConfigMap.
+func (m *Memory) Create(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validate(cm); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := objKey(cm.Namespace, cm.Name)
+	if _, ok := m.objs[k]; ok {
+		return nil, apierrors.NewAlreadyExists(configMapResource, cm.Name)
+	}
+	return m.put(k, cm), nil
+}
+
+// Update replaces a ConfigMap; a set ResourceVersion must be the current one.
+func (m *Memory) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validate(cm); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := objKey(cm.Namespace, cm.Name)
+	cur, ok := m.objs[k]
+	if !ok {
+		return nil, apierrors.NewNotFound(configMapResource, cm.Name)
+	}
+	if cm.ResourceVersion != "" && cm.ResourceVersion != cur.ResourceVersion {
+		return nil, apierrors.NewConflict(configMapResource, cm.Name,
+			fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
+	}
+	return m.put(k, cm), nil
+}
+
+// put stores a copy under a fresh resourceVersion; m.mu is held.
+func (m *Memory) put(k string, cm *corev1.ConfigMap) *corev1.ConfigMap {
+	m.rv++
+	stored := cm.DeepCopy()
+	stored.ResourceVersion = strconv.FormatInt(m.rv, 10)
+	if stored.CreationTimestamp.IsZero() {
+		stored.CreationTimestamp = metav1.Now()
+	}
+	m.objs[k] = stored
+	return stored.DeepCopy()
+}
+
+func validate(cm *corev1.ConfigMap) error {
+	var errs field.ErrorList
+	size := 0
+	for key, v := range cm.Data {
+		if !configKey.MatchString(key) {
+			errs = append(errs, field.Invalid(field.NewPath("data").Key(key), key,
+				"a valid config key must consist of alphanumeric characters, '-', '_' or '.'"))
+		}
+		size += len(key) + len(v)
+	}
+	for key, v := range cm.BinaryData {
+		size += len(key) + len(v)
+	}
+	if size > MaxConfigMapBytes {
+		errs = append(errs, field.TooLong(field.NewPath(""), "", MaxConfigMapBytes))
+	}
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(configMapKind, cm.Name, errs)
+	}
+	return nil
+}

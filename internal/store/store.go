@@ -1,0 +1,79 @@
+// Package store is the registry's store of record: ConfigMaps, either in a
+// Kubernetes API server or in memory. Both report errors as the API server
+// does (k8s.io/apimachinery/pkg/api/errors), so callers classify them once.
+package store
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// MaxConfigMapBytes is the API server's limit on a ConfigMap's data.
+const MaxConfigMapBytes = 1 << 20
+
+// Store reads and writes ConfigMaps with the API server's semantics:
+// per-object resourceVersion, 409 Conflict on a stale one, 1 MiB limit.
+type Store interface {
+	// List returns the ConfigMaps of namespace, or of all namespaces for "".
+	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+	Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
+	Create(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
+	// Update replaces cm; a non-empty ResourceVersion must be current.
+	Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
+}
+
+// Kube is a Store backed by a Kubernetes API server.
+type Kube struct {
+	Client kubernetes.Interface
+}
+
+var _ Store = (*Kube)(nil)
+
+// List asks with resourceVersion=0 so that the API server answers from its
+// watch cache instead of a quorum read of etcd: polling every env every few
+// seconds must stay cheap for the control plane.
+func (k *Kube) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+	list, err := k.Client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, fmt.Errorf("list configmaps in %s: %w", namespaceLabel(namespace), err)
+	}
+	return list.Items, nil
+}
+
+// Get reads one ConfigMap from etcd (a quorum read): writes need the latest.
+func (k *Kube) Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	cm, err := k.Client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get configmap %s/%s: %w", namespace, name, err)
+	}
+	return cm, nil
+}
+
+// Create creates cm.
+func (k *Kube) Create(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	out, err := k.Client.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create configmap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return out, nil
+}
+
+// Update replaces cm, guarded by its resourceVersion.
+func (k *Kube) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	out, err := k.Client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("update configmap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return out, nil
+}
+
+func namespaceLabel(ns string) string {
+	if ns == "" {
+		return "all namespaces"
+	}
+	return "namespace " + ns
+}
