@@ -1,0 +1,345 @@
+// Package watch polls the registry ConfigMaps of every watched namespace and
+// publishes an immutable model.Snapshot after each change. It is the only
+// writer of the index; readers load the current snapshot atomically.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// Lister is the part of the store the poller needs.
+type Lister interface {
+	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+}
+
+// Options configure a Poller. The zero value of each field but Namespaces
+// has a safe default.
+type Options struct {
+	// Namespaces to watch; a single "" watches all namespaces with one LIST.
+	Namespaces []string
+	// Interval between polls; default 2s.
+	Interval time.Duration
+	// TTL is the liveness window, used for the entries-by-state metrics.
+	TTL   time.Duration
+	Parse model.ParseOptions
+	Log   zerolog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Registerer receives the poller's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) validate() error {
+	if len(o.Namespaces) == 0 {
+		return errors.New("watch: no namespaces to watch")
+	}
+	if len(o.Namespaces) > 1 && slices.Contains(o.Namespaces, "") {
+		return errors.New("watch: all namespaces (\"\") cannot be combined with named ones")
+	}
+	if o.Interval <= 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.TTL <= 0 {
+		o.TTL = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// configMapState is what the poller remembers of one registry ConfigMap, so
+// that an unchanged object or entry is never parsed twice.
+type configMapState struct {
+	namespace       string
+	env             string
+	resourceVersion string
+	entries         map[string]parsedEntry
+}
+
+type parsedEntry struct {
+	raw   string
+	entry model.Entry
+}
+
+// Poller turns periodic LISTs into snapshots.
+type Poller struct {
+	store Lister
+	opts  Options
+	log   zerolog.Logger
+	m     *metrics
+
+	// mu serialises changes of the state below; readers never take it.
+	mu         sync.Mutex
+	configMaps map[string]*configMapState // by namespace/name
+	envs       map[string]*model.EnvIndex
+	syncedAt   map[string]time.Time
+	failures   map[string]int // consecutive failed polls per namespace
+
+	current atomic.Pointer[model.Snapshot]
+}
+
+var _ model.SnapshotSource = (*Poller)(nil)
+
+// New returns a Poller that has published an empty, not yet ready snapshot.
+func New(store Lister, opts Options) (*Poller, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	p := &Poller{
+		store:      store,
+		opts:       opts,
+		log:        opts.Log.With().Str("component", "watch").Logger(),
+		configMaps: make(map[string]*configMapState),
+		envs:       make(map[string]*model.EnvIndex),
+		syncedAt:   make(map[string]time.Time),
+		failures:   make(map[string]int),
+	}
+	p.current.Store(model.EmptySnapshot(slices.Clone(opts.Namespaces)))
+	m, err := newMetrics(opts.Registerer, p)
+	if err != nil {
+		return nil, err
+	}
+	p.m = m
+	return p, nil
+}
+
+// Snapshot returns the current snapshot; it never blocks.
+func (p *Poller) Snapshot() *model.Snapshot { return p.current.Load() }
+
+// Run polls until ctx ends. The first poll starts at once.
+func (p *Poller) Run(ctx context.Context) {
+	ticker := time.NewTicker(p.opts.Interval)
+	defer ticker.Stop()
+	for {
+		p.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Poll lists every watched namespace once and publishes a new snapshot. A
+// namespace whose LIST fails keeps its last good data.
+func (p *Poller) Poll(ctx context.Context) {
+	start := time.Now()
+	results := make(map[string][]corev1.ConfigMap, len(p.opts.Namespaces))
+	for _, ns := range p.opts.Namespaces {
+		items, err := p.store.List(ctx, ns)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.recordFailure(ns, err)
+			continue
+		}
+		p.recordSuccess(ns)
+		results[ns] = items
+	}
+	p.m.pollDuration.Observe(time.Since(start).Seconds())
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.opts.Now()
+	dirty := make(map[string]struct{})
+	for ns, items := range results {
+		p.syncNamespace(ns, items, dirty)
+		p.syncedAt[ns] = now
+	}
+	p.rebuild(dirty)
+}
+
+// Apply folds a ConfigMap that the API server just returned into the index at
+// once, so that a replica reads its own writes without waiting for a poll.
+func (p *Poller) Apply(cm *corev1.ConfigMap) {
+	env, ok := model.EnvFromConfigMapName(cm.Name)
+	if !ok || !p.watches(cm.Namespace) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dirty := make(map[string]struct{})
+	p.ingest(cm, env, dirty)
+	p.rebuild(dirty)
+}
+
+func (p *Poller) watches(namespace string) bool {
+	return p.opts.Namespaces[0] == "" || slices.Contains(p.opts.Namespaces, namespace)
+}
+
+func (p *Poller) recordFailure(ns string, err error) {
+	p.m.pollErrors.WithLabelValues(namespaceLabel(ns)).Inc()
+	p.mu.Lock()
+	p.failures[ns]++
+	n := p.failures[ns]
+	p.mu.Unlock()
+	// One line per failure streak: an outage must not flood the logs.
+	if n == 1 {
+		p.log.Error().Err(err).Str("namespace", namespaceLabel(ns)).
+			Msg("listing registry configmaps failed; serving the last good snapshot until it recovers")
+	}
+}
+
+func (p *Poller) recordSuccess(ns string) {
+	p.mu.Lock()
+	n := p.failures[ns]
+	delete(p.failures, ns)
+	p.mu.Unlock()
+	if n > 0 {
+		p.log.Info().Str("namespace", namespaceLabel(ns)).Int("failed_polls", n).
+			Msg("listing registry configmaps recovered")
+	}
+}
+
+// syncNamespace reconciles the remembered ConfigMaps of ns with a LIST result.
+func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, dirty map[string]struct{}) {
+	seen := make(map[string]struct{}, len(items))
+	for i := range items {
+		cm := &items[i]
+		env, ok := model.EnvFromConfigMapName(cm.Name)
+		if !ok {
+			continue
+		}
+		seen[stateKey(cm.Namespace, cm.Name)] = struct{}{}
+		p.ingest(cm, env, dirty)
+	}
+	for k, st := range p.configMaps {
+		if ns != "" && st.namespace != ns {
+			continue
+		}
+		if _, ok := seen[k]; !ok {
+			delete(p.configMaps, k)
+			dirty[st.env] = struct{}{}
+		}
+	}
+}
+
+// ingest re-parses what changed in cm; p.mu is held.
+func (p *Poller) ingest(cm *corev1.ConfigMap, env string, dirty map[string]struct{}) {
+	k := stateKey(cm.Namespace, cm.Name)
+	prev := p.configMaps[k]
+	if prev != nil && (prev.resourceVersion == cm.ResourceVersion || olderThan(cm.ResourceVersion, prev.resourceVersion)) {
+		// Unchanged, or an older copy from the watch cache than one we applied.
+		return
+	}
+	st := &configMapState{
+		namespace:       cm.Namespace,
+		env:             env,
+		resourceVersion: cm.ResourceVersion,
+		entries:         make(map[string]parsedEntry, len(cm.Data)),
+	}
+	parsed := 0
+	for key, raw := range cm.Data {
+		if prev != nil {
+			if old, ok := prev.entries[key]; ok && old.raw == raw {
+				st.entries[key] = old
+				continue
+			}
+		}
+		st.entries[key] = parsedEntry{raw: raw, entry: parseEntry(cm.Namespace, env, key, raw, p.opts.Parse)}
+		parsed++
+	}
+	p.m.entriesParsed.Add(float64(parsed))
+	p.configMaps[k] = st
+	dirty[env] = struct{}{}
+}
+
+func parseEntry(namespace, env, key, raw string, opts model.ParseOptions) model.Entry {
+	e := model.Entry{Namespace: namespace, Key: key}
+	node, warnings, err := model.ParseEntry(namespace, env, key, []byte(raw), opts)
+	if err != nil {
+		var ee *model.EntryError
+		if !errors.As(err, &ee) {
+			ee = &model.EntryError{Reason: model.ReasonInvalidJSON, Detail: err.Error()}
+		}
+		e.Err = ee
+		return e
+	}
+	e.Node, e.Warnings = node, warnings
+	return e
+}
+
+// rebuild re-indexes the dirty envs and publishes a snapshot that shares every
+// other env's index with the previous one; p.mu is held.
+func (p *Poller) rebuild(dirty map[string]struct{}) {
+	if len(dirty) > 0 {
+		byEnv := make(map[string][]model.Entry, len(dirty))
+		present := make(map[string]bool, len(dirty))
+		for _, st := range p.configMaps {
+			if _, ok := dirty[st.env]; !ok {
+				continue
+			}
+			present[st.env] = true
+			for _, pe := range st.entries {
+				byEnv[st.env] = append(byEnv[st.env], pe.entry)
+			}
+		}
+		for env := range dirty {
+			if !present[env] {
+				delete(p.envs, env)
+				continue
+			}
+			idx := model.BuildEnv(env, byEnv[env])
+			// An empty ConfigMap still places the env in its namespace.
+			idx.Namespaces = p.namespacesOf(env)
+			p.envs[env] = idx
+		}
+	}
+	snap := &model.Snapshot{
+		Envs:              maps.Clone(p.envs),
+		EnvNames:          slices.Sorted(maps.Keys(p.envs)),
+		NamespaceSyncedAt: maps.Clone(p.syncedAt),
+		Namespaces:        slices.Clone(p.opts.Namespaces),
+	}
+	p.current.Store(snap)
+}
+
+func (p *Poller) namespacesOf(env string) []string {
+	var out []string
+	for _, st := range p.configMaps {
+		if st.env == env && !slices.Contains(out, st.namespace) {
+			out = append(out, st.namespace)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func stateKey(namespace, name string) string { return namespace + "/" + name }
+
+// olderThan reports whether resourceVersion a is known to precede b. Versions
+// are opaque to clients, but the API server's are etcd revisions in practice;
+// anything else is never treated as older.
+func olderThan(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
+
+func namespaceLabel(ns string) string {
+	if ns == "" {
+		return "*"
+	}
+	return ns
+}
+
+// String describes the poller for logs.
+func (p *Poller) String() string {
+	return fmt.Sprintf("poller(namespaces=%v, interval=%s)", p.opts.Namespaces, p.opts.Interval)
+}
