@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// recorder is the ResponseWriter that observe hands down: it remembers what
+// the request log and metrics report, including the error writeProblem saw.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	err    error
+}
+
+var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+
+func (rec *recorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
+	}
+	rec.ResponseWriter.WriteHeader(status)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// observe logs every request, records its metrics and turns a panic into a
+// 500 problem. It runs outside routing: chi fills r.Pattern on the way in.
+func (s *server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := recorderPool.Get().(*recorder)
+		*rec = recorder{ResponseWriter: w}
+		s.serveRecovering(next, rec, r)
+		elapsed := time.Since(start)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+
+		rm := s.metrics.forRequest(r)
+		rm.observe(status, elapsed.Seconds())
+
+		level := zerolog.InfoLevel
+		switch {
+		case status >= 500:
+			level = zerolog.ErrorLevel
+		case r.Pattern == "/healthz" || r.Pattern == "/readyz" || r.Pattern == "/metrics":
+			level = zerolog.DebugLevel
+		}
+		if ev := s.log.WithLevel(level); ev != nil {
+			ev.Str("route", rm.route).
+				Str("method", r.Method).
+				Str("path", r.URL.Path).
+				Int("status", status).
+				Int64("bytes", rec.bytes).
+				Dur("duration", elapsed)
+			if rec.err != nil {
+				ev.Str("code", string(model.ErrorCode(rec.err))).Err(rec.err)
+			}
+			ev.Msg("request")
+		}
+		*rec = recorder{}
+		recorderPool.Put(rec)
+	})
+}
+
+func (s *server) serveRecovering(next http.Handler, rec *recorder, r *http.Request) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler {
+			panic(v) // the server's way to abort a response; let it
+		}
+		err := fmt.Errorf("panic: %v", v)
+		s.log.Error().Str("path", r.URL.Path).Str("stack", string(debug.Stack())).Err(err).Msg("handler panicked")
+		if rec.status == 0 {
+			writeProblem(rec, r, err)
+		} else {
+			rec.err = err
+		}
+	}()
+	next.ServeHTTP(rec, r)
+}
+
+// validate checks a request against its operation in openapi.yaml before the
+// handler runs. It sits inside the routed group, so r.Pattern names the route.
+func (s *server) validate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.spec.validateRequest(w, r); err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notFound answers requests that match no route.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, r, model.Errorf(model.CodeNotFound, "no route for %s", r.URL.EscapedPath()))
+}
+
+// methodNotAllowed answers requests whose path is routed for other methods,
+// listing those in Allow; chi hands a custom handler no such list, so it
+// asks the router.
+func methodNotAllowed(routes chi.Routes) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.RawPath
+		if path == "" {
+			path = r.URL.Path
+		}
+		var allowed []string
+		for _, m := range knownMethods {
+			if routes.Match(chi.NewRouteContext(), m, path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set(hdrAllow, strings.Join(allowed, ", "))
+		writeProblem(w, r, model.Errorf(model.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.EscapedPath()))
+	}
+}

@@ -1,0 +1,48 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/acme/registry-api/internal/http/swaggerui"
+)
+
+// addRoutes wires every route of the API. Routes in the validated group are
+// checked against openapi.yaml before their handler runs.
+func addRoutes(r *chi.Mux, s *server, deps Deps) {
+	live := liveness{now: deps.Now, ttl: deps.TTL}
+	snaps := deps.Snapshots
+
+	r.Use(s.observe)
+	r.NotFound(notFound)
+	r.MethodNotAllowed(methodNotAllowed(r))
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.validate)
+
+		r.Get("/healthz", handleHealthz())
+		r.Get("/readyz", handleReadyz(snaps))
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
+		r.Get("/openapi.yaml", handleSpecYAML(s.spec))
+		r.Get("/openapi.json", handleSpecJSON(s.spec))
+
+		r.Get("/v1/envs", handleListEnvs(snaps, live))
+		r.Get("/v1/envs/{env}", handleGetEnv(snaps, live))
+		r.Get("/v1/envs/{env}/apps", handleListApps(snaps, live))
+		r.Get("/v1/envs/{env}/apps/{appId}", handleGetApp(snaps, live))
+		r.Get("/v1/envs/{env}/methods", handleListMethods(snaps, live))
+		// A gRPC method holds slashes, so it takes the rest of the path.
+		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live))
+		r.Post("/v1/envs/{env}/resolve", handleResolveMethods(snaps, live))
+
+		// The write API (POST/PUT/DELETE under
+		// /v1/envs/{env}/apps/{appId}/instances) joins here as a nested
+		// group whose own middleware authenticates.
+	})
+
+	// Static assets: nothing to validate.
+	r.Get("/docs", handleDocsRedirect())
+	r.Method(http.MethodGet, "/docs/*", http.StripPrefix("/docs", swaggerui.Handler()))
+}

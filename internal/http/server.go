@@ -1,0 +1,127 @@
+// Package httpapi serves the registry over HTTP: the read API over the current
+// snapshot, the probes, the metrics and the API document.
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// defaultTTL is the Go registry library's heartbeat TTL.
+const defaultTTL = 10 * time.Second
+
+// Deps is what the server needs; its zero values are safe except Snapshots.
+type Deps struct {
+	// Log receives one line per request and every internal error.
+	Log zerolog.Logger
+	// Snapshots hands out the current registry snapshot.
+	Snapshots model.SnapshotSource
+	// Now is the clock liveness is judged by; nil means time.Now.
+	Now func() time.Time
+	// TTL is how old a heartbeat may be for its instance to be alive; zero
+	// means the library's 10 s.
+	TTL time.Duration
+	// Registry receives the HTTP metrics and is what /metrics serves; nil
+	// means a private one.
+	Registry *prometheus.Registry
+}
+
+func (d *Deps) validate() error {
+	if d.Snapshots == nil {
+		return errors.New("httpapi: Deps.Snapshots is required")
+	}
+	if d.TTL < 0 {
+		return errors.New("httpapi: Deps.TTL must not be negative")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.TTL == 0 {
+		d.TTL = defaultTTL
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	return nil
+}
+
+// server is the API's http.Handler; it keeps what handlers and middleware
+// share, all of it built once in NewServer.
+type server struct {
+	log     zerolog.Logger
+	router  *chi.Mux
+	spec    *apiSpec
+	metrics *httpMetrics
+}
+
+// NewServer builds the API's handler: every route, request validation against
+// the embedded openapi.yaml, request logs and metrics.
+func NewServer(deps Deps) (http.Handler, error) {
+	s, err := newServer(deps)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer(deps Deps) (*server, error) {
+	if err := deps.validate(); err != nil {
+		return nil, err
+	}
+	spec, err := loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newHTTPMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		log:     deps.Log,
+		router:  chi.NewRouter(),
+		spec:    spec,
+		metrics: metrics,
+	}
+	addRoutes(s.router, s, deps)
+	// Bind every route to its operation now, so that a route the document
+	// lacks fails at startup rather than on its first request.
+	err = chi.Walk(s.router, func(method, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if err := s.spec.bind(method, pattern); err != nil {
+			return err
+		}
+		s.metrics.addRoute(method, pattern)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.router.ServeHTTP(w, r)
+}
+
+// liveness judges heartbeats: the clock and TTL that handlers share.
+type liveness struct {
+	now func() time.Time
+	ttl time.Duration
+}
+
+// current returns the snapshot to answer from; a source that has none yet
+// reads as an empty registry that is not ready.
+func current(src model.SnapshotSource) *model.Snapshot {
+	if snap := src.Snapshot(); snap != nil {
+		return snap
+	}
+	return emptySnapshot
+}
+
+var emptySnapshot = model.EmptySnapshot(nil)

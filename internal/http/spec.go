@@ -1,0 +1,344 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"sigs.k8s.io/yaml"
+
+	registryapi "github.com/acme/registry-api"
+	"github.com/acme/registry-api/internal/model"
+)
+
+// maxRequestBody caps request bodies; a batch of 1000 long method names
+// stays well below it.
+const maxRequestBody = 1 << 20
+
+// apiSpec is openapi.yaml loaded once: what /openapi.* serve and what
+// requests are validated against.
+type apiSpec struct {
+	doc      *openapi3.T
+	yaml     []byte
+	json     []byte
+	yamlETag []string
+	jsonETag []string
+	// ops binds each route to its operation; written only while the server
+	// is built.
+	ops  map[routeKey]*operation
+	opts *openapi3filter.Options
+}
+
+// operation is a route's operation in the document, ready for openapi3filter.
+type operation struct {
+	route *routers.Route
+	// params are the operation's parameters, the path item's included.
+	params []paramCheck
+	// security is nil when the operation requires no authentication.
+	security openapi3.SecurityRequirements
+	body     *openapi3.RequestBody
+}
+
+// paramCheck validates one parameter. A present plain-string parameter is
+// checked against its compiled schema directly, as openapi3filter would
+// after decoding it; that spares the decoding's allocations on the hot path.
+// Anything else goes through openapi3filter.ValidateParameter.
+type paramCheck struct {
+	param *openapi3.Parameter
+	// str is the schema of a plain string parameter, nil otherwise.
+	str *openapi3.Schema
+	// chiKey is the chi URL parameter that carries a path parameter.
+	chiKey string
+	// header is a header parameter's canonical name.
+	header string
+}
+
+// specPaths maps the chi patterns that the document spells differently:
+// a gRPC method holds slashes, so its route is a catch-all.
+var specPaths = map[string]string{
+	"/v1/envs/{env}/methods/*": "/v1/envs/{env}/methods/{method}",
+	"/docs/*":                  "/docs/",
+}
+
+// specPath returns the document's path for a chi route pattern.
+func specPath(pattern string) string {
+	if p, ok := specPaths[pattern]; ok {
+		return p
+	}
+	return pattern
+}
+
+func loadSpec() (*apiSpec, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(registryapi.OpenAPISpec)
+	if err != nil {
+		return nil, fmt.Errorf("load openapi.yaml: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("openapi.yaml is invalid: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(registryapi.OpenAPISpec)
+	if err != nil {
+		return nil, fmt.Errorf("convert openapi.yaml to JSON: %w", err)
+	}
+	return &apiSpec{
+		doc:      doc,
+		yaml:     registryapi.OpenAPISpec,
+		json:     js,
+		yamlETag: []string{bodyETag(registryapi.OpenAPISpec)},
+		jsonETag: []string{bodyETag(js)},
+		ops:      make(map[routeKey]*operation),
+		// Defaults would rewrite requests, and this API declares none.
+		opts: &openapi3filter.Options{SkipSettingDefaults: true},
+	}, nil
+}
+
+// bind finds the operation that serves method on the chi pattern.
+func (s *apiSpec) bind(method, pattern string) error {
+	path := specPath(pattern)
+	item := s.doc.Paths.Value(path)
+	if item == nil {
+		return fmt.Errorf("route %s %s: path %s is not in openapi.yaml", method, pattern, path)
+	}
+	op := item.GetOperation(method)
+	if op == nil {
+		return fmt.Errorf("route %s %s: openapi.yaml has no %s operation on %s", method, pattern, method, path)
+	}
+	o := &operation{
+		route: &routers.Route{
+			Spec:      s.doc,
+			Path:      path,
+			PathItem:  item,
+			Method:    method,
+			Operation: op,
+		},
+		security: s.doc.Security,
+	}
+	if op.Security != nil {
+		o.security = *op.Security
+	}
+	if op.RequestBody != nil {
+		o.body = op.RequestBody.Value
+	}
+	params := slices.Clone(op.Parameters)
+	for _, ref := range item.Parameters {
+		if op.Parameters.GetByInAndName(ref.Value.In, ref.Value.Name) == nil {
+			params = append(params, ref)
+		}
+	}
+	for _, ref := range params {
+		p := ref.Value
+		pc := paramCheck{param: p}
+		if p.Content == nil && p.Schema != nil && plainString(p.Schema.Value) && (p.Style == "" || p.Style == openapi3.SerializationSimple) {
+			pc.str = p.Schema.Value
+		}
+		switch p.In {
+		case openapi3.ParameterInPath:
+			pc.chiKey = p.Name
+			if !strings.Contains(pattern, "{"+p.Name+"}") {
+				if !strings.HasSuffix(pattern, "/*") {
+					return fmt.Errorf("route %s %s: no chi parameter carries path parameter %q", method, pattern, p.Name)
+				}
+				pc.chiKey = "*"
+			}
+		case openapi3.ParameterInHeader:
+			pc.header = http.CanonicalHeaderKey(p.Name)
+		}
+		o.params = append(o.params, pc)
+	}
+	s.ops[routeKey{method, pattern}] = o
+	return nil
+}
+
+// plainString reports whether a value of schema is validated as is, without
+// decoding.
+func plainString(schema *openapi3.Schema) bool {
+	return schema.Type.Is(openapi3.TypeString) && schema.AllOf == nil && schema.AnyOf == nil && schema.OneOf == nil && schema.Not == nil
+}
+
+// noQuery stands for an absent query string, sparing openapi3filter a parse.
+var noQuery = url.Values{}
+
+// validateRequest checks r against its route's operation; chi has routed r.
+func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error {
+	op := s.ops[routeKey{r.Method, r.Pattern}]
+	if op == nil {
+		return nil // not a route of the validated group
+	}
+	ctx := r.Context()
+	// openapi3filter's input is built only for the checks that need it.
+	var in *openapi3filter.RequestValidationInput
+	input := func() (*openapi3filter.RequestValidationInput, error) {
+		if in != nil {
+			return in, nil
+		}
+		var err error
+		in, err = s.input(r, op)
+		return in, err
+	}
+
+	if len(op.security) > 0 {
+		in, err := input()
+		if err != nil {
+			return err
+		}
+		if err := openapi3filter.ValidateSecurityRequirements(ctx, in, op.security); err != nil {
+			return requestError(err)
+		}
+	}
+	for _, pc := range op.params {
+		p := pc.param
+		switch p.In {
+		case openapi3.ParameterInPath:
+			if pc.str != nil {
+				v, err := pathValue(r, pc.chiKey)
+				if err != nil {
+					return err
+				}
+				if err := pc.str.VisitJSONString(v); err != nil {
+					return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
+				}
+				continue
+			}
+		case openapi3.ParameterInHeader:
+			values := r.Header[pc.header]
+			if len(values) == 0 && !p.Required {
+				continue
+			}
+			if pc.str != nil && len(values) == 1 {
+				if err := pc.str.VisitJSONString(values[0]); err != nil {
+					return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
+				}
+				continue
+			}
+		case openapi3.ParameterInQuery:
+			if r.URL.RawQuery == "" && !p.Required {
+				continue
+			}
+		}
+		in, err := input()
+		if err != nil {
+			return err
+		}
+		if err := openapi3filter.ValidateParameter(ctx, in, p); err != nil {
+			return requestError(err)
+		}
+	}
+	if op.body != nil {
+		if r.Body != nil {
+			// Given the connection's own writer, MaxBytesReader also tells
+			// the server to close the connection rather than drain the rest.
+			if rec, ok := w.(*recorder); ok {
+				w = rec.ResponseWriter
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		}
+		in, err := input()
+		if err != nil {
+			return err
+		}
+		if err := openapi3filter.ValidateRequestBody(ctx, in, op.body); err != nil {
+			return requestError(err)
+		}
+	}
+	return nil
+}
+
+// input is what openapi3filter validates r against op with.
+func (s *apiSpec) input(r *http.Request, op *operation) (*openapi3filter.RequestValidationInput, error) {
+	in := &openapi3filter.RequestValidationInput{
+		Request:    r,
+		Route:      op.route,
+		Options:    s.opts,
+		PathParams: make(map[string]string),
+	}
+	if r.URL.RawQuery == "" {
+		in.QueryParams = noQuery
+	}
+	for _, pc := range op.params {
+		if pc.chiKey != "" {
+			v, err := pathValue(r, pc.chiKey)
+			if err != nil {
+				return nil, err
+			}
+			in.PathParams[pc.param.Name] = v
+		}
+	}
+	return in, nil
+}
+
+// pathValue returns the value a path parameter has in r: the chi parameter
+// unescaped, or for the catch-all the canonical gRPC method it names.
+func pathValue(r *http.Request, chiKey string) (string, error) {
+	if chiKey == "*" {
+		return methodParam(r)
+	}
+	return pathParam(r, chiKey), nil
+}
+
+// requestError turns a validation failure into one line that names the
+// parameter or body field and the problem, instead of kin's full dump.
+func requestError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &model.Error{Code: model.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit), Err: err}
+	}
+	var re *openapi3filter.RequestError
+	if !errors.As(err, &re) {
+		return &model.Error{Code: model.CodeInvalid, Message: "request does not match the API document", Err: err}
+	}
+	var se *openapi3.SchemaError
+	hasSchemaErr := errors.As(re.Err, &se)
+	switch {
+	case re.Parameter != nil:
+		code := model.CodeInvalid
+		if re.Parameter.In == openapi3.ParameterInPath && re.Parameter.Name == "method" {
+			code = model.CodeMalformedMethod
+		}
+		return &model.Error{Code: code, Message: fmt.Sprintf("%s parameter %q: %s", re.Parameter.In, re.Parameter.Name, failure(re, se)), Err: err}
+	case re.RequestBody != nil:
+		switch {
+		case strings.HasPrefix(re.Reason, "header Content-Type"):
+			return &model.Error{Code: model.CodeUnsupportedMedia, Message: "request body must be application/json", Err: err}
+		case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
+			return &model.Error{Code: model.CodeInvalid, Message: "request body is required", Err: err}
+		case !hasSchemaErr:
+			return &model.Error{Code: model.CodeInvalid, Message: "request body is not valid JSON", Err: err}
+		}
+		field := "/" + strings.Join(se.JSONPointer(), "/")
+		if field == "/methods" && se.SchemaField == "maxItems" {
+			return &model.Error{Code: model.CodeTooManyMethods, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
+		}
+		return &model.Error{Code: model.CodeInvalid, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
+	}
+	return &model.Error{Code: model.CodeInvalid, Message: firstLine(re.Error()), Err: err}
+}
+
+// failure says in a few words what is wrong with a value.
+func failure(re *openapi3filter.RequestError, se *openapi3.SchemaError) string {
+	switch {
+	case se != nil && se.Reason != "":
+		return se.Reason
+	case se != nil:
+		return fmt.Sprintf("does not satisfy %q", se.SchemaField)
+	case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
+		return "is required"
+	case errors.Is(re.Err, openapi3filter.ErrInvalidEmptyValue):
+		return "must not be empty"
+	case re.Err != nil:
+		return firstLine(re.Err.Error())
+	}
+	return firstLine(re.Reason)
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}

@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// TestValidationAgreesWithKin checks the server's per-parameter validation
+// against openapi3filter.ValidateRequest over whole operations: both accept
+// a request or both reject it, with the same code.
+func TestValidationAgreesWithKin(t *testing.T) {
+	h := newHarness(t)
+	spec := h.srv.spec
+	var ours, kin error
+	rejected := 0
+	router := chi.NewRouter()
+	for key, op := range spec.ops {
+		router.Method(key.method, key.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			in, err := spec.input(r, op)
+			if err == nil {
+				if err = openapi3filter.ValidateRequest(r.Context(), in); err != nil {
+					err = requestError(err)
+				}
+			}
+			kin = err
+			// ValidateRequest puts the body it read back in place.
+			ours = spec.validateRequest(w, r)
+		}))
+	}
+	for _, req := range []request{
+		{target: "/v1/envs"},
+		{target: "/v1/envs/prod"},
+		{target: "/v1/envs/Prod"},
+		{target: "/v1/envs/" + strings.Repeat("a", 242)},
+		{target: "/v1/envs/pr%6Fd/apps"},
+		{target: "/v1/envs/prod/apps/user-service"},
+		{target: "/v1/envs/prod/apps/user-service?include=stale"},
+		{target: "/v1/envs/prod/apps/user-service?include=all"},
+		{target: "/v1/envs/prod/apps/User"},
+		{target: "/v1/envs/prod/methods?service=acme.user.v1.UserService"},
+		{target: "/v1/envs/prod/methods?service=acme..UserService"},
+		{target: "/v1/envs/prod/methods?service="},
+		{target: loginPath},
+		{target: loginPath + "?version=v1"},
+		{target: loginPath + "?version="},
+		{target: loginPath + "?version=" + strings.Repeat("v", 254)},
+		{target: loginPath + "?unknown=1"},
+		{target: loginPath, header: map[string]string{"If-None-Match": `"0123456789abcdef"`}},
+		{target: loginPath, header: map[string]string{"If-None-Match": strings.Repeat("x", 4097)}},
+		{target: "/v1/envs/prod/methods/%2Facme.user.v1.UserService%2FLogin"},
+		{target: "/v1/envs/prod/methods/acme.user.v1.UserService"},
+		{target: "/v1/envs/prod/methods/acme.user.v1.UserService/Login/Extra"},
+		{target: "/v1/envs/prod/methods/1acme.UserService/Login"},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"methods":["/a.B/C"]}`},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"methods":["/a.B/C"],"version":"v2"}`},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"methods":[]}`},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"methods":[1]}`},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"version":"v2"}`},
+		{method: "POST", target: "/v1/envs/prod/resolve", body: manyMethods(1001)},
+		{method: "POST", target: "/v1/envs/PROD/resolve", body: `{"methods":["/a.B/C"]}`},
+		{target: "/healthz"},
+		{target: "/readyz"},
+		{target: "/metrics"},
+		{target: "/openapi.json"},
+	} {
+		if req.method == "" {
+			req.method = http.MethodGet
+		}
+		r := httptest.NewRequest(req.method, req.target, strings.NewReader(req.body))
+		if req.body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range req.header {
+			r.Header.Set(k, v)
+		}
+		ours, kin = nil, nil
+		rec := httptest.NewRecorder()
+		router.ServeHTTP(rec, r)
+		if rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed {
+			t.Fatalf("%s %s: not routed", req.method, req.target)
+		}
+		if (ours == nil) != (kin == nil) || model.ErrorCode(ours) != model.ErrorCode(kin) {
+			t.Errorf("%s %.80s: server says %v; openapi3filter says %v", req.method, req.target, ours, kin)
+		}
+		if kin != nil {
+			rejected++
+		}
+	}
+	if rejected < 15 {
+		t.Errorf("only %d requests rejected: the cases no longer probe validation", rejected)
+	}
+}
+
+// TestCheckResponseCatchesDrift makes sure the response check every test
+// relies on is not vacuous.
+func TestCheckResponseCatchesDrift(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		name   string
+		target string
+		status int
+		ct     string
+		body   string
+	}{
+		{"undeclared field", loginPath, 200, "application/json", `{"method":"/a.B/C","app_id":"a","targets":[],"instances":[],"extra":1}`},
+		{"missing field", loginPath, 200, "application/json", `{"method":"/a.B/C","targets":[],"instances":[]}`},
+		{"undeclared status", loginPath, 418, "application/problem+json", `{"type":"t","title":"t","status":418,"detail":"d","code":"internal"}`},
+		{"unknown code", loginPath, 404, "application/problem+json", `{"type":"t","title":"t","status":404,"detail":"d","code":"gone"}`},
+		{"wrong content type", "/v1/envs", 200, "text/plain", `{"envs":[]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			rec.Header().Set("Content-Type", tc.ct)
+			rec.Header().Set("ETag", bodyETag([]byte(tc.body)))
+			rec.WriteHeader(tc.status)
+			rec.WriteString(tc.body)
+			spy := &spyTB{TB: t}
+			checkResponse(spy, h.srv, httptest.NewRequest(http.MethodGet, tc.target, nil), rec)
+			if !spy.failed {
+				t.Error("checkResponse accepted it")
+			}
+		})
+	}
+}
+
+// spyTB records failures instead of failing.
+type spyTB struct {
+	testing.TB
+	failed bool
+}
+
+func (s *spyTB) Errorf(string, ...any) { s.failed = true }
+func (s *spyTB) Fatalf(string, ...any) { s.failed = true }
+func (s *spyTB) Helper()               {}
+
+// TestSpecPatternsMatchModel keeps the document's parameter patterns and the
+// model's validators in step.
+func TestSpecPatternsMatchModel(t *testing.T) {
+	h := newHarness(t)
+	params := h.srv.spec.doc.Components.Parameters
+	samples := []string{
+		"", "prod", "Prod", "prod-1", "-prod", "prod-", "a.b", "a..b", "a.-b", ".a", "a.", "a_b",
+		"user-service", strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 241), strings.Repeat("a", 242),
+		"/acme.user.v1.UserService/Login", "acme.user.v1.UserService/Login", "/acme.user.v1.UserService",
+		"/acme..v1.UserService/Login", "/1acme.UserService/Login", "/_a.B/_c", "/a/b/c", "/a.B/C ", "/a.B/C\n",
+	}
+	for _, tc := range []struct {
+		param string
+		valid func(string) bool
+	}{
+		{"Env", model.ValidEnv},
+		{"AppId", model.ValidAppID},
+		{"Method", model.ValidMethodName},
+	} {
+		schema := params[tc.param].Value.Schema.Value
+		for _, s := range samples {
+			if spec, model := schema.VisitJSONString(s) == nil, tc.valid(s); spec != model {
+				t.Errorf("%s %q: openapi.yaml says valid=%v, model says %v", tc.param, s, spec, model)
+			}
+		}
+	}
+}

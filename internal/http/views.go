@@ -1,0 +1,246 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// Views are the JSON bodies of the API, as openapi.yaml declares them. They
+// are built from the model per request (or memoized, for resolutions), and
+// their slices are never nil so that lists encode as [].
+
+type statusView struct {
+	Status   string `json:"status"`
+	SyncedAt string `json:"synced_at,omitempty"`
+}
+
+type countsView struct {
+	Alive int `json:"alive"`
+	Stale int `json:"stale"`
+}
+
+func newCountsView(c model.Counts) countsView { return countsView{Alive: c.Alive, Stale: c.Stale} }
+
+type envListView struct {
+	Envs []envSummaryView `json:"envs"`
+}
+
+type envSummaryView struct {
+	Env            string     `json:"env"`
+	Namespaces     []string   `json:"namespaces"`
+	Apps           int        `json:"apps"`
+	Methods        int        `json:"methods"`
+	Instances      countsView `json:"instances"`
+	InvalidEntries int        `json:"invalid_entries"`
+	SyncedAt       string     `json:"synced_at,omitempty"`
+}
+
+func newEnvSummaryView(snap *model.Snapshot, env *model.EnvIndex, live liveness) envSummaryView {
+	return envSummaryView{
+		Env:            env.Name,
+		Namespaces:     nonNil(env.Namespaces),
+		Apps:           len(env.AppIDs),
+		Methods:        len(env.MethodNames),
+		Instances:      newCountsView(env.Counts(live.now(), live.ttl)),
+		InvalidEntries: len(env.Invalid),
+		SyncedAt:       formatOptionalTime(snap.EnvSyncedAt(env)),
+	}
+}
+
+// envDetailView is an env's summary with its entries' issues listed; there
+// invalid_entries is the list rather than its length.
+type envDetailView struct {
+	Env            string                `json:"env"`
+	Namespaces     []string              `json:"namespaces"`
+	Apps           int                   `json:"apps"`
+	Methods        int                   `json:"methods"`
+	Instances      countsView            `json:"instances"`
+	InvalidEntries []model.Issue         `json:"invalid_entries"`
+	Warnings       []model.Issue         `json:"warnings"`
+	Conflicts      []conflictSummaryView `json:"conflicts"`
+	SyncedAt       string                `json:"synced_at,omitempty"`
+}
+
+type conflictSummaryView struct {
+	Method    string   `json:"method"`
+	Claimants []string `json:"claimants"`
+	AppID     string   `json:"app_id"`
+}
+
+func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness) envDetailView {
+	now := live.now()
+	v := envDetailView{
+		Env:            env.Name,
+		Namespaces:     nonNil(env.Namespaces),
+		Apps:           len(env.AppIDs),
+		Methods:        len(env.MethodNames),
+		Instances:      newCountsView(env.Counts(now, live.ttl)),
+		InvalidEntries: nonNil(env.Invalid),
+		Warnings:       nonNil(env.Warnings),
+		Conflicts:      make([]conflictSummaryView, 0, len(env.Conflicts)),
+		SyncedAt:       formatOptionalTime(snap.EnvSyncedAt(env)),
+	}
+	for _, name := range env.Conflicts {
+		m := env.Methods[name]
+		c := conflictSummaryView{Method: name, Claimants: make([]string, len(m.Claims))}
+		for i, claim := range m.Claims {
+			c.Claimants[i] = claim.AppID
+		}
+		c.AppID = m.Claims[m.Winner(now, live.ttl)].AppID
+		v.Conflicts = append(v.Conflicts, c)
+	}
+	return v
+}
+
+type appListView struct {
+	Env  string           `json:"env"`
+	Apps []appSummaryView `json:"apps"`
+}
+
+type appSummaryView struct {
+	AppID     string     `json:"app_id"`
+	Versions  []string   `json:"versions"`
+	Instances countsView `json:"instances"`
+	Methods   int        `json:"methods"`
+}
+
+type appDetailView struct {
+	Env       string         `json:"env"`
+	AppID     string         `json:"app_id"`
+	Versions  []string       `json:"versions"`
+	Methods   []string       `json:"methods"`
+	Instances []instanceView `json:"instances"`
+}
+
+type networkView struct {
+	SN       string `json:"sn"`
+	Internal string `json:"internal"`
+	External string `json:"external"`
+}
+
+func newNetworkView(n model.Network) networkView {
+	return networkView{SN: n.SN, Internal: n.Internal, External: n.External}
+}
+
+type kernelView struct {
+	Language string `json:"language"`
+	Version  string `json:"version"`
+}
+
+func newKernelView(k model.Kernel) kernelView {
+	return kernelView{Language: k.Language, Version: k.Version}
+}
+
+// instanceView is an instance as an app lists it, with its liveness now.
+type instanceView struct {
+	Key        string      `json:"key"`
+	LeaseID    int64       `json:"lease_id"`
+	Namespace  string      `json:"namespace"`
+	Version    string      `json:"version"`
+	RunDate    string      `json:"run_date"`
+	AgeSeconds int64       `json:"age_seconds"`
+	Alive      bool        `json:"alive"`
+	Network    networkView `json:"network"`
+	Kernel     kernelView  `json:"kernel"`
+	Methods    []string    `json:"methods"`
+	ProtoCount int         `json:"proto_count"`
+}
+
+func newInstanceView(n *model.Node, now time.Time, ttl time.Duration) instanceView {
+	return instanceView{
+		Key:        n.Key,
+		LeaseID:    n.LeaseID,
+		Namespace:  n.Namespace,
+		Version:    n.Version,
+		RunDate:    formatTime(n.RunDate),
+		AgeSeconds: int64(now.Sub(n.RunDate) / time.Second),
+		Alive:      n.Alive(now, ttl),
+		Network:    newNetworkView(n.Network),
+		Kernel:     newKernelView(n.Kernel),
+		Methods:    nonNil(n.Methods),
+		ProtoCount: n.ProtoCount,
+	}
+}
+
+type methodListView struct {
+	Env     string              `json:"env"`
+	Methods []methodSummaryView `json:"methods"`
+}
+
+type methodSummaryView struct {
+	Method         string `json:"method"`
+	AppID          string `json:"app_id"`
+	AliveInstances int    `json:"alive_instances"`
+	Conflict       bool   `json:"conflict"`
+}
+
+// resolutionView answers which app serves a method and where. It holds
+// nothing that changes with the clock alone, so that it can be memoized and
+// its ETag stays put while liveness does.
+type resolutionView struct {
+	Method    string                 `json:"method"`
+	AppID     string                 `json:"app_id"`
+	Targets   []targetView           `json:"targets"`
+	Instances []resolvedInstanceView `json:"instances"`
+	Conflict  *conflictView          `json:"conflict,omitempty"`
+}
+
+type targetView struct {
+	Internal  string   `json:"internal"`
+	External  string   `json:"external"`
+	Versions  []string `json:"versions"`
+	Instances int      `json:"instances"`
+}
+
+type resolvedInstanceView struct {
+	Key       string      `json:"key"`
+	LeaseID   int64       `json:"lease_id"`
+	Namespace string      `json:"namespace"`
+	Version   string      `json:"version"`
+	RunDate   string      `json:"run_date"`
+	Network   networkView `json:"network"`
+	Kernel    kernelView  `json:"kernel"`
+}
+
+type conflictView struct {
+	Claimants []claimantView `json:"claimants"`
+	Rule      string         `json:"rule"`
+}
+
+type claimantView struct {
+	AppID          string `json:"app_id"`
+	AliveInstances int    `json:"alive_instances"`
+}
+
+type resolveRequest struct {
+	Methods []string `json:"methods"`
+	Version string   `json:"version,omitempty"`
+}
+
+type resolveResponseView struct {
+	Results []resolveResultView `json:"results"`
+}
+
+// resolveResultView holds one method's answer: a resolution, rendered as the
+// single-method route renders it, or a problem.
+type resolveResultView struct {
+	Method     string          `json:"method"`
+	Resolution json.RawMessage `json:"resolution,omitempty"`
+	Error      *problem        `json:"error,omitempty"`
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func formatOptionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return formatTime(t)
+}
