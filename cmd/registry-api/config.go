@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// envPrefix starts every configuration variable.
+const envPrefix = "REGISTRY"
+
+// Config is the whole configuration of the service. Its defaults are those of
+// a cluster deployment; `make run` sets the memory store.
+type Config struct {
+	Addr            string        `default:":8080" desc:"listen address"`
+	Store           string        `default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
+	Seed            string        `desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
+	SeedKeepalive   bool          `split_words:"true" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	Namespaces      []string      `default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
+	PollInterval    time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
+	TTL             time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
+	RunDateZone     string        `split_words:"true" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
+	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"json" desc:"json or console"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	Kubeconfig      string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
+
+	// OnListen, when set, is told the bound address (tests listen on :0).
+	OnListen func(net.Addr) `ignored:"true"`
+}
+
+// loadConfig reads the configuration from REGISTRY_* variables.
+func loadConfig() (Config, error) {
+	var cfg Config
+	if err := envconfig.Process(envPrefix, &cfg); err != nil {
+		return Config{}, fmt.Errorf("read configuration: %w", err)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	switch c.Store {
+	case "kube", "memory":
+	default:
+		return fmt.Errorf("REGISTRY_STORE=%q: want kube or memory", c.Store)
+	}
+	if c.Seed != "" && c.Store != "memory" {
+		return fmt.Errorf("REGISTRY_SEED is only read by the memory store (REGISTRY_STORE=memory)")
+	}
+	if c.PollInterval <= 0 {
+		return fmt.Errorf("REGISTRY_POLL_INTERVAL=%s: must be positive", c.PollInterval)
+	}
+	if c.TTL <= 0 {
+		return fmt.Errorf("REGISTRY_TTL=%s: must be positive", c.TTL)
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		return fmt.Errorf("REGISTRY_LOG_FORMAT=%q: want json or console", c.LogFormat)
+	}
+	if _, err := time.LoadLocation(c.RunDateZone); err != nil {
+		return fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
+	}
+	if _, err := c.watchedNamespaces(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// watchedNamespaces returns the namespaces to LIST; [""] means all.
+func (c *Config) watchedNamespaces() ([]string, error) {
+	var out []string
+	for _, ns := range c.Namespaces {
+		ns = strings.TrimSpace(ns)
+		switch {
+		case ns == "":
+		case ns == "*":
+			if len(c.Namespaces) > 1 {
+				return nil, fmt.Errorf("REGISTRY_NAMESPACES: * cannot be combined with named namespaces")
+			}
+			return []string{""}, nil
+		default:
+			out = append(out, ns)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("REGISTRY_NAMESPACES is empty: name at least one namespace, or * for all")
+	}
+	return out, nil
+}
+
+// printUsage lists every variable with its default and meaning.
+func printUsage(w io.Writer) error {
+	fmt.Fprintln(w, "registry-api serves the Kubernetes-hosted service registry over HTTP/JSON.")
+	fmt.Fprintln(w, "\nUsage: registry-api [--help]\n\nConfiguration, from the environment:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	const format = `{{range .}}  {{usage_key .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+	fmt.Fprintln(tw, "  VARIABLE\tDEFAULT\tMEANING")
+	if err := envconfig.Usagef(envPrefix, &Config{}, tw, format); err != nil {
+		return err
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	httpapi "github.com/acme/registry-api/internal/http"
+	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/watch"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// run parses the command line and the environment, then serves until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("registry-api", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { _ = printUsage(stdout) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version)
+		return nil
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, getenv, stdout)
+}
+
+// serve wires the store, the poller and the HTTP server, and runs them until
+// ctx ends; then it drains in-flight requests.
+func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	zone, _ := time.LoadLocation(cfg.RunDateZone)
+	namespaces, _ := cfg.watchedNamespaces()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	st, err := openStore(ctx, cfg, getenv, zone, log)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	poller, err := watch.New(st, watch.Options{
+		Namespaces: namespaces,
+		Interval:   cfg.PollInterval,
+		TTL:        cfg.TTL,
+		Parse:      model.ParseOptions{Zone: zone},
+		Log:        log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := httpapi.NewServer(httpapi.Deps{
+		Log:       log,
+		Snapshots: poller,
+		TTL:       cfg.TTL,
+		Registry:  reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.OnListen != nil {
+		cfg.OnListen(ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		poller.Run(ctx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Str("store", cfg.Store).Strs("namespaces", cfg.Namespaces).
+		Str("version", version).Msg("registry-api listening")
+
+	select {
+	case err := <-serveErr:
+		cancel()
+		<-pollDone
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: draining in-flight requests")
+	// The serving context is gone; draining gets a fresh deadline of its own.
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelShutdown()
+	err = srv.Shutdown(shutdownCtx)
+	<-pollDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
+	if err != nil || level == zerolog.NoLevel {
+		return zerolog.Logger{}, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	var w io.Writer = stdout
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "registry-api").Logger(), nil
+}
+
+func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, error) {
+	if cfg.Store == "memory" {
+		var seed []corev1.ConfigMap
+		if cfg.Seed != "" {
+			cms, err := store.LoadSeedFile(cfg.Seed)
+			if err != nil {
+				return nil, err
+			}
+			seed = cms
+		}
+		mem, err := store.NewMemory(seed...)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.SeedKeepalive {
+			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
+		}
+		return mem, nil
+	}
+	restCfg, err := kubeConfig(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	restCfg.UserAgent = "registry-api/" + version
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &store.Kube{Client: client}, nil
+}
+
+// kubeConfig finds API server credentials: in-cluster inside a pod, else a
+// kubeconfig file. With neither, it refuses to start rather than serve an
+// empty registry.
+func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
+	if getenv("KUBERNETES_SERVICE_HOST") != "" && cfg.Kubeconfig == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster kubernetes config: %w", err)
+		}
+		return c, nil
+	}
+	path := cfg.Kubeconfig
+	if path == "" {
+		if home := getenv("HOME"); home != "" {
+			path = filepath.Join(home, ".kube", "config")
+		}
+	}
+	if path == "" {
+		return nil, errNoKubeconfig
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w (looked for %s: %v)", errNoKubeconfig, path, err)
+	}
+	c, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
+	}
+	return c, nil
+}
+
+var errNoKubeconfig = errors.New("no Kubernetes API server configured for REGISTRY_STORE=kube: " +
+	"run inside a pod (in-cluster config), or set KUBECONFIG (or REGISTRY_KUBECONFIG) to a kubeconfig file, " +
+	"or use REGISTRY_STORE=memory (optionally with REGISTRY_SEED=<file>) to run without a cluster")
