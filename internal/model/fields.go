@@ -3,7 +3,9 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -44,7 +46,8 @@ func DecodeFields(raw []byte) (Fields, error) {
 	if _, err := dec.Token(); err != nil {
 		return nil, fmt.Errorf("read entry: %w", err)
 	}
-	if dec.More() {
+	// Only white space may follow (dec.More misses a stray '}' or ']').
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read entry: trailing data after the JSON object")
 	}
 	return out, nil

@@ -285,13 +285,17 @@ func (s *Snapshot) SyncedAt() time.Time {
 func (s *Snapshot) Ready() bool { return !s.SyncedAt().IsZero() }
 
 // EnvSyncedAt is the oldest last successful read among the env's namespaces.
+// Zero until all of them synced.
 func (s *Snapshot) EnvSyncedAt(env *EnvIndex) time.Time {
 	if len(s.Namespaces) == 1 && s.Namespaces[0] == "" {
 		return s.NamespaceSyncedAt[""]
 	}
 	var oldest time.Time
 	for _, ns := range env.Namespaces {
-		t := s.NamespaceSyncedAt[ns]
+		t, ok := s.NamespaceSyncedAt[ns]
+		if !ok {
+			return time.Time{}
+		}
 		if oldest.IsZero() || t.Before(oldest) {
 			oldest = t
 		}

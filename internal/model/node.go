@@ -6,7 +6,9 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
@@ -140,7 +142,8 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 	if err := dec.Decode(&sn); err != nil {
 		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
 	}
-	if dec.More() {
+	// Only white space may follow (dec.More misses a stray '}' or ']').
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, nil, &EntryError{ReasonInvalidJSON, "trailing data after the JSON object"}
 	}
 	if sn.Meta.AppID == "" {
@@ -235,7 +238,7 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 func ValidAppID(id string) bool { return len(id) <= 63 && dnsLabel.MatchString(id) }
 
 // envPattern keeps ff-registry-<env> a valid ConfigMap name (a DNS-1123 subdomain).
-var envPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+var envPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // ValidEnv reports whether env makes a valid registry ConfigMap name.
 func ValidEnv(env string) bool {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"sync"
@@ -12,14 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 var configMapResource = schema.GroupResource{Resource: "configmaps"}
 var configMapKind = schema.GroupKind{Kind: "ConfigMap"}
-
-// configKey is the API server's rule for ConfigMap data keys.
-var configKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 
 // Memory is an in-process Store for local runs, demos and tests. It behaves
 // like the API server where registry-api depends on it: a resourceVersion
@@ -137,18 +134,22 @@ func (m *Memory) put(k string, cm *corev1.ConfigMap) *corev1.ConfigMap {
 	return stored.DeepCopy()
 }
 
+// validate applies the API server's ConfigMap data rules: its key check, and
+// the limit on the total size of the values (keys do not count).
 func validate(cm *corev1.ConfigMap) error {
 	var errs field.ErrorList
 	size := 0
 	for key, v := range cm.Data {
-		if !configKey.MatchString(key) {
-			errs = append(errs, field.Invalid(field.NewPath("data").Key(key), key,
-				"a valid config key must consist of alphanumeric characters, '-', '_' or '.'"))
+		for _, msg := range validation.IsConfigMapKey(key) {
+			errs = append(errs, field.Invalid(field.NewPath("data").Key(key), key, msg))
 		}
-		size += len(key) + len(v)
+		size += len(v)
 	}
 	for key, v := range cm.BinaryData {
-		size += len(key) + len(v)
+		for _, msg := range validation.IsConfigMapKey(key) {
+			errs = append(errs, field.Invalid(field.NewPath("binaryData").Key(key), key, msg))
+		}
+		size += len(v)
 	}
 	if size > MaxConfigMapBytes {
 		errs = append(errs, field.TooLong(field.NewPath(""), "", MaxConfigMapBytes))

@@ -31,6 +31,8 @@ func LoadSeedFile(path string) ([]corev1.ConfigMap, error) {
 func ParseSeed(data []byte) ([]corev1.ConfigMap, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []corev1.ConfigMap
+	// doc counts non-empty documents only: the YAML reader drops some empty
+	// documents (`---` right after `---`) but not others (blank or comment).
 	for doc := 1; ; doc++ {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
@@ -40,6 +42,7 @@ func ParseSeed(data []byte) ([]corev1.ConfigMap, error) {
 			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
 		if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			doc--
 			continue // an empty document between separators
 		}
 		cms, err := decodeSeedObject(raw)
