@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer collects logs written by the server goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	return Config{
+		Addr:            "127.0.0.1:0",
+		Store:           "memory",
+		Seed:            filepath.Join("..", "..", "demo", "seed.yaml"),
+		SeedKeepalive:   true,
+		Namespaces:      []string{"firefly"},
+		PollInterval:    50 * time.Millisecond,
+		TTL:             10 * time.Second,
+		RunDateZone:     "UTC",
+		LogLevel:        "debug",
+		LogFormat:       "json",
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// startServe runs serve in the background and returns its base URL and a
+// stop function that cancels it and returns serve's error.
+func startServe(t *testing.T, cfg Config, logs io.Writer) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan net.Addr, 1)
+	cfg.OnListen = func(a net.Addr) { addrs <- a }
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, func(string) string { return "" }, logs) }()
+	var base string
+	select {
+	case a := <-addrs:
+		base = "http://" + a.String()
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("serve did not listen within 10s")
+	}
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				stopErr = fmt.Errorf("serve did not return within 10s of cancel")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return base, stop
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 10s (last: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServeEndToEndOnMemoryStore(t *testing.T) {
+	logs := &syncBuffer{}
+	base, stop := startServe(t, testConfig(t), logs)
+	waitReady(t, base)
+
+	get := func(path string, wantStatus int) []byte {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantStatus {
+			t.Fatalf("GET %s = %d, want %d: %s", path, resp.StatusCode, wantStatus, body)
+		}
+		return body
+	}
+	decode := func(b []byte) map[string]any {
+		t.Helper()
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		return v
+	}
+
+	get("/healthz", http.StatusOK)
+	envs := decode(get("/v1/envs", http.StatusOK))["envs"].([]any)
+	if len(envs) != 2 {
+		t.Fatalf("envs = %v, want prod and staging", envs)
+	}
+	prod := decode(get("/v1/envs/prod", http.StatusOK))
+	if prod["env"] != "prod" {
+		t.Errorf("env detail = %v", prod)
+	}
+	staging := decode(get("/v1/envs/staging", http.StatusOK))
+	if inv := staging["invalid_entries"].([]any); len(inv) != 1 {
+		t.Errorf("staging invalid entries = %v, want the broken demo entry", inv)
+	}
+	apps := decode(get("/v1/envs/prod/apps", http.StatusOK))["apps"].([]any)
+	if len(apps) != 4 {
+		t.Errorf("prod apps = %d, want 4", len(apps))
+	}
+	app := decode(get("/v1/envs/prod/apps/user-service", http.StatusOK))
+	if inst := app["instances"].([]any); len(inst) != 2 {
+		t.Errorf("user-service instances = %d, want 2 alive", len(inst))
+	}
+	methods := decode(get("/v1/envs/prod/methods?service=acme.user.v1.UserService", http.StatusOK))["methods"].([]any)
+	if len(methods) != 3 {
+		t.Errorf("UserService methods = %d, want 3", len(methods))
+	}
+
+	// Resolution keeps the int64 lease id exact over the wire.
+	body := get("/v1/envs/prod/methods/acme.user.v1.UserService/UpdateProfile", http.StatusOK)
+	if !bytes.Contains(body, []byte(`"lease_id":1795695862712874049`)) {
+		t.Errorf("resolution lost the exact lease id: %s", body)
+	}
+	if res := decode(body); res["app_id"] != "user-service" {
+		t.Errorf("resolution app = %v", res["app_id"])
+	}
+	get("/v1/envs/prod/methods/%2Facme.user.v1.UserService%2FLogin", http.StatusOK)
+	get("/v1/envs/prod/methods/acme.user.v1.UserService/Nope", http.StatusNotFound)
+
+	resp, err := http.Post(base+"/v1/envs/prod/resolve", "application/json",
+		strings.NewReader(`{"methods":["/acme.order.v1.OrderService/Create","/acme.nope.v1.X/Y"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("batch resolve = %d: %s", resp.StatusCode, batch)
+	}
+	results := decode(batch)["results"].([]any)
+	if len(results) != 2 || results[0].(map[string]any)["resolution"] == nil || results[1].(map[string]any)["error"] == nil {
+		t.Errorf("batch results = %s", batch)
+	}
+
+	if spec := get("/openapi.yaml", http.StatusOK); !bytes.HasPrefix(spec, []byte("openapi:")) {
+		t.Errorf("openapi.yaml starts %q", spec[:min(len(spec), 20)])
+	}
+	if decode(get("/openapi.json", http.StatusOK))["openapi"] == nil {
+		t.Error("openapi.json has no openapi field")
+	}
+	if page := get("/docs/", http.StatusOK); !bytes.Contains(page, []byte("swagger-ui-bundle.js")) {
+		t.Error("docs page does not load Swagger UI")
+	}
+	metrics := string(get("/metrics", http.StatusOK))
+	for _, name := range []string{"registry_api_poll_duration_seconds", "registry_api_snapshot_age_seconds",
+		"registry_api_entries", "registry_api_method_conflicts", "registry_api_http_requests_total"} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	if !strings.Contains(logs.String(), `"route":"/v1/envs/{env}/apps/{appId}"`) {
+		t.Error("request log lacks the route pattern")
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("server still answering after stop")
+	}
+}
+
+func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
+	cfg := testConfig(t)
+	base, stop := startServe(t, cfg, io.Discard)
+	waitReady(t, base)
+
+	// A slow client: headers sent, body not yet read. Shutdown must wait for
+	// the in-flight request and still answer it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"methods":["/acme.order.v1.OrderService/Create"]}`
+	fmt.Fprintf(conn, "POST /v1/envs/prod/resolve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	stopped := make(chan error, 1)
+	go func() {
+		// Give the server a moment to have the request in flight.
+		time.Sleep(100 * time.Millisecond)
+		stopped <- stop()
+	}()
+	time.Sleep(300 * time.Millisecond)
+	fmt.Fprint(conn, body)
+	resp, err := http.ReadResponse(bufioReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request was not answered: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("in-flight request = %d", resp.StatusCode)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
+
+func TestRunHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, os.Getenv, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"REGISTRY_ADDR", "REGISTRY_STORE", "REGISTRY_SEED", "REGISTRY_NAMESPACES",
+		"REGISTRY_POLL_INTERVAL", "REGISTRY_TTL", "REGISTRY_RUN_DATE_ZONE", "REGISTRY_LOG_LEVEL", "REGISTRY_LOG_FORMAT"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("--help lacks %s:\n%s", v, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), ":8080") {
+		t.Error("--help lacks defaults")
+	}
+}
+
+func TestKubeStoreWithoutCredentialsRefusesToStart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Store, cfg.Seed, cfg.SeedKeepalive = "kube", "", false
+	getenv := func(k string) string {
+		if k == "HOME" {
+			return t.TempDir()
+		}
+		return ""
+	}
+	err := serve(context.Background(), cfg, getenv, io.Discard)
+	if err == nil {
+		t.Fatal("started with no API server configured")
+	}
+	for _, want := range []string{"KUBECONFIG", "in-cluster", "REGISTRY_STORE=memory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestBadSeedIsAStartupError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seed.yaml")
+	seed := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ff-registry-a, namespace: x}\n---\napiVersion: v1\nkind: Secret\n"
+	if err := os.WriteFile(path, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Seed = path
+	err := serve(context.Background(), cfg, os.Getenv, io.Discard)
+	if err == nil {
+		t.Fatal("started with a bad seed")
+	}
+	for _, want := range []string{path, "document 2", "Secret"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"unknown store":    func(c *Config) { c.Store = "etcd" },
+		"seed without mem": func(c *Config) { c.Store = "kube" },
+		"zero poll":        func(c *Config) { c.PollInterval = 0 },
+		"zero ttl":         func(c *Config) { c.TTL = 0 },
+		"bad log format":   func(c *Config) { c.LogFormat = "xml" },
+		"bad zone":         func(c *Config) { c.RunDateZone = "Mars/Olympus" },
+		"no namespaces":    func(c *Config) { c.Namespaces = []string{" "} },
+		"star with others": func(c *Config) { c.Namespaces = []string{"*", "a"} },
+		"bad log level":    func(c *Config) { c.LogLevel = "loud" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			mutate(&cfg)
+			if err := serve(context.Background(), cfg, os.Getenv, io.Discard); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	cfg := testConfig(t)
+	cfg.Namespaces = []string{"*"}
+	if ns, err := cfg.watchedNamespaces(); err != nil || len(ns) != 1 || ns[0] != "" {
+		t.Errorf("* = %q, %v; want all namespaces", ns, err)
+	}
+}
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
