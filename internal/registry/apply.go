@@ -1,0 +1,404 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// identity is what names an instance: readers take it from the entry's JSON,
+// not from its key.
+type identity struct {
+	app   string
+	lease int64
+}
+
+// identityOf reads an entry's identity; ok is false for entries without one.
+func identityOf(raw string) (identity, bool) {
+	var v struct {
+		LeaseID int64 `json:"lease_id"`
+		Meta    struct {
+			AppID string `json:"app_id"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal([]byte(raw), &v); err != nil || v.Meta.AppID == "" || v.LeaseID == 0 {
+		return identity{}, false
+	}
+	return identity{v.Meta.AppID, v.LeaseID}, true
+}
+
+// identities caches identityOf by raw value across the attempts of a write:
+// after a conflict most values are unchanged and need no parsing again.
+type identities map[string]cachedIdentity
+
+type cachedIdentity struct {
+	id identity
+	ok bool
+}
+
+func (c identities) of(raw string) (identity, bool) {
+	if got, hit := c[raw]; hit {
+		return got.id, got.ok
+	}
+	id, ok := identityOf(raw)
+	c[raw] = cachedIdentity{id, ok}
+	return id, ok
+}
+
+// memo is an op's last computed entry. Within one write the clock is fixed,
+// so the same input gives the same output: a retry after a conflict reuses it
+// and keeps the gap between its Get and its Update short.
+type memo struct {
+	valid bool
+	key   string
+	lease int64
+	in    string
+	out   string
+	node  *model.Node
+}
+
+func (m *memo) get(key string, lease int64, in string) (string, *model.Node, bool) {
+	if m.valid && m.key == key && m.lease == lease && m.in == in {
+		return m.out, m.node, true
+	}
+	return "", nil, false
+}
+
+func (m *memo) put(key string, lease int64, in, out string, node *model.Node) {
+	*m = memo{valid: true, key: key, lease: lease, in: in, out: out, node: node}
+}
+
+// applier applies operations, in order, to one fresh copy of a ConfigMap's
+// data, and tracks its size as the API server would count it.
+type applier struct {
+	ref     ref
+	data    map[string]string
+	size    int
+	limit   int
+	changed bool
+	now     time.Time
+	runDate string
+	// runDateJSON is runDate as a JSON string, for spliceRunDate.
+	runDateJSON string
+	zone        *time.Location
+	known       identities
+	// ids indexes entries by identity; built on first need, since the hot path
+	// (a heartbeat of a canonical key) does not need it.
+	ids map[identity][]string
+}
+
+func newApplier(r ref, cm *corev1.ConfigMap, limit int, now time.Time, zone *time.Location, known identities) *applier {
+	data := cm.Data
+	if data == nil {
+		data = make(map[string]string)
+	}
+	size := 0
+	for k, v := range data {
+		size += len(k) + len(v)
+	}
+	for k, v := range cm.BinaryData {
+		size += len(k) + len(v)
+	}
+	runDate := model.FormatRunDate(now, zone)
+	quoted, _ := json.Marshal(runDate)
+	return &applier{
+		ref: r, data: data, size: size, limit: limit,
+		now: now, runDate: runDate, runDateJSON: string(quoted), zone: zone, known: known,
+	}
+}
+
+func (a *applier) apply(o *op) {
+	switch o.kind {
+	case opRegister:
+		a.register(o)
+	case opHeartbeat:
+		a.heartbeat(o)
+	case opDeregister:
+		a.deregister(o)
+	}
+}
+
+// set writes value under key. sameID says the entry's identity is unchanged,
+// which spares re-indexing it.
+func (a *applier) set(key, value string, sameID bool) {
+	old, had := a.data[key]
+	if had && old == value {
+		return
+	}
+	if had {
+		a.size -= len(key) + len(old)
+		if !sameID {
+			a.unindex(key, old)
+		}
+	}
+	a.data[key] = value
+	a.size += len(key) + len(value)
+	a.changed = true
+	if a.ids != nil && !(had && sameID) {
+		if id, ok := a.known.of(value); ok {
+			a.ids[id] = append(a.ids[id], key)
+		}
+	}
+}
+
+func (a *applier) del(key string) {
+	old, had := a.data[key]
+	if !had {
+		return
+	}
+	a.unindex(key, old)
+	delete(a.data, key)
+	a.size -= len(key) + len(old)
+	a.changed = true
+}
+
+func (a *applier) unindex(key, value string) {
+	if a.ids == nil {
+		return
+	}
+	if id, ok := a.known.of(value); ok {
+		a.ids[id] = slices.DeleteFunc(a.ids[id], func(k string) bool { return k == key })
+		if len(a.ids[id]) == 0 {
+			delete(a.ids, id)
+		}
+	}
+}
+
+func (a *applier) index() map[identity][]string {
+	if a.ids == nil {
+		a.ids = make(map[identity][]string, len(a.data))
+		for _, k := range slices.Sorted(maps.Keys(a.data)) {
+			if id, ok := a.known.of(a.data[k]); ok {
+				a.ids[id] = append(a.ids[id], k)
+			}
+		}
+	}
+	return a.ids
+}
+
+// find returns the keys holding entries of id, the canonical key first.
+func (a *applier) find(id identity) []string {
+	ck := model.CanonicalKey(id.app, id.lease)
+	keys := slices.Clone(a.index()[id])
+	slices.SortStableFunc(keys, func(x, y string) int {
+		switch {
+		case x == ck:
+			return -1
+		case y == ck:
+			return 1
+		}
+		return 0
+	})
+	return keys
+}
+
+// taken reports whether lease already names an instance of app here.
+func (a *applier) taken(app string, lease int64) bool {
+	if _, ok := a.data[model.CanonicalKey(app, lease)]; ok {
+		return true
+	}
+	_, ok := a.index()[identity{app, lease}]
+	return ok
+}
+
+func (a *applier) register(o *op) {
+	r := o.reg
+	if o.generate {
+		// Kept across retries unless the fresh copy now has it.
+		for a.taken(r.AppID, o.leaseID) {
+			o.leaseID++
+		}
+	}
+	id := identity{r.AppID, o.leaseID}
+	ck := model.CanonicalKey(id.app, id.lease)
+	if v, ok := a.data[ck]; ok {
+		if got, ok := a.known.of(v); ok && got != id {
+			o.err = model.Errorf(model.CodeConflict, "key %s of registry ConfigMap %s in namespace %s holds the entry of %s lease %d; register with another lease id",
+				ck, a.ref.name, a.ref.namespace, got.app, got.lease)
+			return
+		}
+	}
+	existing := a.find(id)
+	base := ""
+	if len(existing) > 0 {
+		base = a.data[existing[0]]
+	}
+	value, node, ok := o.memo.get(ck, o.leaseID, base)
+	if !ok {
+		var err error
+		value, err = buildEntry(base, r, o.leaseID, a.runDate)
+		if err != nil {
+			o.err = &model.Error{Code: model.CodeInternal, Message: "encoding the entry failed", Err: err}
+			return
+		}
+		node, _, err = model.ParseEntry(a.ref.namespace, a.ref.env, ck, []byte(value), model.ParseOptions{Zone: a.zone})
+		if err != nil {
+			o.err = &model.Error{Code: model.CodeInternal, Message: "the entry written would not be readable", Err: err}
+			return
+		}
+		o.memo.put(ck, o.leaseID, base, value, node)
+	}
+
+	// The entry moves to the canonical key: duplicates of it go.
+	size := a.size + len(ck) + len(value)
+	if old, ok := a.data[ck]; ok {
+		size -= len(ck) + len(old)
+	}
+	for _, k := range existing {
+		if k != ck {
+			size -= len(k) + len(a.data[k])
+		}
+	}
+	// A registration that does not grow the ConfigMap is let through, like a
+	// heartbeat, even when others already filled it past the limit.
+	if size > a.limit && size > a.size {
+		o.err = model.Errorf(model.CodeRegistryFull,
+			"registry ConfigMap %s of env %s in namespace %s would grow to %d bytes of data, over the limit of %d: the env holds too many instances",
+			a.ref.name, a.ref.env, a.ref.namespace, size, a.limit)
+		return
+	}
+	for _, k := range existing {
+		if k != ck {
+			a.del(k)
+		}
+	}
+	a.set(ck, value, false)
+	o.res = Result{Key: ck, LeaseID: o.leaseID, Node: node, Raw: []byte(value)}
+}
+
+// buildEntry writes r as the library does; over base (an existing entry) it
+// replaces only the members r owns, inside network, kernel and meta too.
+func buildEntry(base string, r *Registration, leaseID int64, runDate string) (string, error) {
+	methods := make(map[string]bool, len(r.Methods))
+	for _, m := range r.Methods {
+		methods[m] = true
+	}
+	fresh, err := json.Marshal(model.ServiceNode{
+		ProtoCount: r.ProtoCount,
+		LeaseID:    leaseID,
+		RunDate:    runDate,
+		Methods:    methods,
+		Network:    r.Network,
+		Kernel:     r.Kernel,
+		Meta:       model.Meta{Env: r.Env, AppID: r.AppID, Version: r.Version},
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode entry: %w", err)
+	}
+	own, err := model.DecodeFields(fresh)
+	if err != nil {
+		return "", err
+	}
+	out := own
+	if base != "" {
+		if prev, err := model.DecodeFields([]byte(base)); err == nil {
+			for _, f := range own {
+				switch f.Key {
+				case "network", "kernel", "meta":
+					old, _ := prev.Get(f.Key)
+					prev.Set(f.Key, mergeObject(old, f.Value))
+				default:
+					prev.Set(f.Key, f.Value)
+				}
+			}
+			out = prev
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
+		out.Set(k, r.Extra[k])
+	}
+	return string(out.Bytes()), nil
+}
+
+// mergeObject sets the members of own over old when old is an object.
+func mergeObject(old, own json.RawMessage) json.RawMessage {
+	if old == nil {
+		return own
+	}
+	prev, err := model.DecodeFields(old)
+	if err != nil {
+		return own
+	}
+	fs, err := model.DecodeFields(own)
+	if err != nil {
+		return own
+	}
+	for _, f := range fs {
+		prev.Set(f.Key, f.Value)
+	}
+	return prev.Bytes()
+}
+
+func (a *applier) heartbeat(o *op) {
+	id := identity{o.appID, o.leaseID}
+	// The hot path: the entry under its canonical key, no scan.
+	ck := model.CanonicalKey(id.app, id.lease)
+	if _, ok := a.data[ck]; ok && a.refresh(o, ck) {
+		return
+	}
+	found := false
+	for _, k := range a.find(id) {
+		if k != ck && a.refresh(o, k) {
+			found = true
+		}
+	}
+	if !found {
+		o.res = Result{}
+		o.err = model.Errorf(model.CodeLeaseNotFound,
+			"no readable entry for lease %d of app %s in env %s (namespace %s): it was deregistered or removed; register again",
+			o.leaseID, o.appID, a.ref.env, a.ref.namespace)
+	}
+}
+
+// refresh rewrites the run_date of the entry under key if it is a readable
+// entry of o's instance; the first one refreshed is o's result.
+func (a *applier) refresh(o *op, key string) bool {
+	raw := a.data[key]
+	fresh, node, ok := o.memo.get(key, o.leaseID, raw)
+	if !ok {
+		fresh, ok = spliceRunDate(raw, a.runDateJSON)
+		if !ok {
+			b, err := model.RefreshRunDate([]byte(raw), a.now, a.zone)
+			if err != nil {
+				return false
+			}
+			fresh = string(b)
+		}
+		// Readers skip an entry that does not parse: refreshing it would keep
+		// nothing alive.
+		var err error
+		node, _, err = model.ParseEntry(a.ref.namespace, a.ref.env, key, []byte(fresh), model.ParseOptions{Zone: a.zone})
+		if err != nil || node.AppID != o.appID || node.LeaseID != o.leaseID {
+			return false
+		}
+		o.memo.put(key, o.leaseID, raw, fresh, node)
+	}
+	a.set(key, fresh, true)
+	if o.res.Node == nil {
+		o.res = Result{Key: key, LeaseID: o.leaseID, Node: node, Raw: []byte(fresh)}
+	}
+	return true
+}
+
+func (a *applier) deregister(o *op) {
+	id := identity{o.appID, o.leaseID}
+	ck := model.CanonicalKey(id.app, id.lease)
+	keys := a.find(id)
+	// An unreadable value under the instance's own key goes too; one naming
+	// another instance stays.
+	if v, ok := a.data[ck]; ok && !slices.Contains(keys, ck) {
+		if _, readable := a.known.of(v); !readable {
+			keys = append(keys, ck)
+		}
+	}
+	for _, k := range keys {
+		a.del(k)
+	}
+	o.res = Result{Key: ck, LeaseID: o.leaseID}
+}
