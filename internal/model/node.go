@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,7 +135,7 @@ type ParseOptions struct {
 // env. It returns an *EntryError for entries that must be skipped, and
 // warnings for problems that still let the entry be served.
 func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Node, []string, error) {
-	var sn ServiceNode
+	var sn serviceNodeIn
 	// Unmarshal, not a Decoder: it scans once and rejects trailing data.
 	if err := json.Unmarshal(raw, &sn); err != nil {
 		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
@@ -156,12 +157,9 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 	if key != CanonicalKey(sn.Meta.AppID, sn.LeaseID) {
 		warnings = append(warnings, WarnNonCanonicalKey)
 	}
-	methods := make([]string, 0, len(sn.Methods))
+	methods := sn.Methods[:0]
 	badMethod := false
-	for m, on := range sn.Methods {
-		if !on {
-			continue
-		}
+	for _, m := range sn.Methods {
 		if !ValidMethodName(m) {
 			badMethod = true
 			continue
@@ -172,6 +170,7 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 		warnings = append(warnings, WarnInvalidMethod)
 	}
 	sort.Strings(methods)
+	methods = slices.Compact(methods)
 	return &Node{
 		Namespace:  namespace,
 		Key:        key,

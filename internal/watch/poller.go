@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -262,7 +263,9 @@ func (p *Poller) ingest(cm *corev1.ConfigMap, env string, dirty map[string]struc
 
 func parseEntry(namespace, env, key, raw string, opts model.ParseOptions) model.Entry {
 	e := model.Entry{Namespace: namespace, Key: key}
-	node, warnings, err := model.ParseEntry(namespace, env, key, []byte(raw), opts)
+	// The bytes alias raw without a copy: ParseEntry only reads them, and a
+	// full rebuild would otherwise copy every entry once more.
+	node, warnings, err := model.ParseEntry(namespace, env, key, unsafe.Slice(unsafe.StringData(raw), len(raw)), opts)
 	if err != nil {
 		var ee *model.EntryError
 		if !errors.As(err, &ee) {
