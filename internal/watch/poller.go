@@ -34,6 +34,11 @@ type Options struct {
 	Namespaces []string
 	// Interval between polls; default 2s.
 	Interval time.Duration
+	// ListTimeout bounds each LIST; default 10s. Without it an API server
+	// that accepts connections but does not answer blocks polling until
+	// client-go's HTTP/2 health check gives up, with nothing logged or
+	// counted and no other namespace read meanwhile.
+	ListTimeout time.Duration
 	// TTL is the liveness window, used for the entries-by-state metrics.
 	TTL   time.Duration
 	Parse model.ParseOptions
@@ -53,6 +58,9 @@ func (o *Options) validate() error {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 2 * time.Second
+	}
+	if o.ListTimeout <= 0 {
+		o.ListTimeout = 10 * time.Second
 	}
 	if o.TTL <= 0 {
 		o.TTL = 10 * time.Second
@@ -142,7 +150,7 @@ func (p *Poller) Poll(ctx context.Context) {
 	start := time.Now()
 	results := make(map[string][]corev1.ConfigMap, len(p.opts.Namespaces))
 	for _, ns := range p.opts.Namespaces {
-		items, err := p.store.List(ctx, ns)
+		items, err := p.list(ctx, ns)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -164,6 +172,12 @@ func (p *Poller) Poll(ctx context.Context) {
 		p.syncedAt[ns] = now
 	}
 	p.rebuild(dirty)
+}
+
+func (p *Poller) list(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.ListTimeout)
+	defer cancel()
+	return p.store.List(ctx, ns)
 }
 
 // Apply folds a ConfigMap that the API server just returned into the index at

@@ -349,3 +349,51 @@ func TestOptionsValidation(t *testing.T) {
 		t.Error("all namespaces combined with a named one accepted")
 	}
 }
+
+type listerFunc func(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+
+func (f listerFunc) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+	return f(ctx, namespace)
+}
+
+func TestPollTimesOutAHungList(t *testing.T) {
+	hung := listerFunc(func(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+		if namespace == "hung" {
+			<-ctx.Done() // an API server that accepted the request and never answers
+			return nil, ctx.Err()
+		}
+		return []corev1.ConfigMap{*configMap(namespace, "ff-registry-prod", "1", map[string]string{
+			"user-service.1": entry("prod", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
+		})}, nil
+	})
+	logs := &bytes.Buffer{}
+	p, err := New(hung, Options{
+		Namespaces:  []string{"hung", "firefly"},
+		ListTimeout: 50 * time.Millisecond,
+		Log:         zerolog.New(logs),
+		Now:         func() time.Time { return baseTime },
+		Registerer:  prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Poll(context.Background())
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Poll blocked on a LIST that never answers")
+	}
+	if got := testutil.ToFloat64(p.m.pollErrors.WithLabelValues("hung")); got != 1 {
+		t.Errorf("poll errors for the hung namespace = %v, want 1", got)
+	}
+	if !strings.Contains(logs.String(), "context deadline exceeded") {
+		t.Errorf("the timeout is not logged:\n%s", logs)
+	}
+	if _, ok := p.Snapshot().NamespaceSyncedAt["firefly"]; !ok {
+		t.Error("the namespace after the hung one was not read")
+	}
+}
