@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/acme/registry-api/internal/store"
 )
 
 // envPrefix starts every configuration variable.
@@ -29,6 +33,11 @@ type Config struct {
 	LogFormat       string        `split_words:"true" default:"json" desc:"json or console"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
 	Kubeconfig      string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
+
+	ReadOnly          bool          `split_words:"true" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
+	WriteNamespace    string        `split_words:"true" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
+	WriteBatchWindow  time.Duration `split_words:"true" default:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
+	MaxConfigMapBytes int           `envconfig:"MAX_CONFIGMAP_BYTES" default:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -66,10 +75,40 @@ func (c *Config) validate() error {
 	if _, err := time.LoadLocation(c.RunDateZone); err != nil {
 		return fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
 	}
-	if _, err := c.watchedNamespaces(); err != nil {
+	if _, err := c.writeNamespace(); err != nil {
 		return err
 	}
+	if c.WriteBatchWindow < 0 || c.WriteBatchWindow >= c.TTL/2 {
+		// A heartbeat held longer than half the TTL could arrive too late.
+		return fmt.Errorf("REGISTRY_WRITE_BATCH_WINDOW=%s: must be from 0 to less than half of REGISTRY_TTL (%s)", c.WriteBatchWindow, c.TTL)
+	}
+	// 0, a Config built in code, means registry's default.
+	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
+		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
+	}
 	return nil
+}
+
+// writeNamespace returns where writes to an env that no watched namespace
+// holds go: REGISTRY_WRITE_NAMESPACE, else the first watched namespace; ""
+// when watching all without one, so that such writes must name theirs.
+func (c *Config) writeNamespace() (string, error) {
+	watched, err := c.watchedNamespaces()
+	if err != nil {
+		return "", err
+	}
+	ns := strings.TrimSpace(c.WriteNamespace)
+	if ns == "" {
+		return watched[0], nil
+	}
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		return "", fmt.Errorf("REGISTRY_WRITE_NAMESPACE=%q: not a namespace name: %s", ns, strings.Join(msgs, "; "))
+	}
+	// The replica reads its writes back only from the namespaces it watches.
+	if watched[0] != "" && !slices.Contains(watched, ns) {
+		return "", fmt.Errorf("REGISTRY_WRITE_NAMESPACE=%q: not one of the watched namespaces (REGISTRY_NAMESPACES=%s)", ns, strings.Join(watched, ","))
+	}
+	return ns, nil
 }
 
 // watchedNamespaces returns the namespaces to LIST; [""] means all.

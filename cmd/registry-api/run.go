@@ -23,6 +23,7 @@ import (
 
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/watch"
 )
@@ -87,12 +88,36 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.NewServer(httpapi.Deps{
-		Log:       log,
-		Snapshots: poller,
-		TTL:       cfg.TTL,
-		Registry:  reg,
-	})
+	writeNamespace, _ := cfg.writeNamespace()
+	deps := httpapi.Deps{
+		Log:            log,
+		Snapshots:      poller,
+		TTL:            cfg.TTL,
+		Registry:       reg,
+		ReadOnly:       cfg.ReadOnly,
+		WriteNamespace: writeNamespace,
+	}
+	if !cfg.ReadOnly {
+		writer, err := registry.New(registry.Options{
+			Store:             st,
+			Zone:              zone,
+			TTL:               cfg.TTL,
+			BatchWindow:       cfg.WriteBatchWindow,
+			MaxConfigMapBytes: cfg.MaxConfigMapBytes,
+			Log:               log,
+			Registerer:        reg,
+			// This replica's reads see its own writes at once.
+			OnWritten: poller.Apply,
+		})
+		if err != nil {
+			return err
+		}
+		// Deferred, so it runs once the HTTP server has drained: the last
+		// requests' writes are flushed and waited for.
+		defer writer.Close()
+		deps.Writer = writer
+	}
+	handler, err := httpapi.NewServer(deps)
 	if err != nil {
 		return err
 	}
@@ -108,7 +133,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Not canceled with ctx: a write in flight when shutdown begins
+		// finishes and is answered truthfully while the server drains.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 
 	pollDone := make(chan struct{})
@@ -119,6 +146,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("store", cfg.Store).Strs("namespaces", cfg.Namespaces).
+		Bool("read_only", cfg.ReadOnly).Str("write_namespace", writeNamespace).
 		Str("version", version).Msg("registry-api listening")
 
 	select {
@@ -177,6 +205,10 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 		return nil, err
 	}
 	restCfg.UserAgent = "registry-api/" + version
+	// client-go's default of 5 requests a second would throttle the write
+	// path: every write is a Get and an Update, and every instance heartbeats
+	// each TTL/2. The API server's priority and fairness guards it instead.
+	restCfg.QPS, restCfg.Burst = kubeQPS, kubeBurst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -213,6 +245,12 @@ func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
 	}
 	return c, nil
 }
+
+// Client-side limits on requests to the API server.
+const (
+	kubeQPS   = 50
+	kubeBurst = 100
+)
 
 var errNoKubeconfig = errors.New("no Kubernetes API server configured for REGISTRY_STORE=kube: " +
 	"run inside a pod (in-cluster config), or set KUBECONFIG (or REGISTRY_KUBECONFIG) to a kubeconfig file, " +

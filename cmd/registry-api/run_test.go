@@ -214,6 +214,124 @@ func TestServeEndToEndOnMemoryStore(t *testing.T) {
 	}
 }
 
+// writeCall sends a request with an optional JSON body and returns the
+// status, headers and body of the answer.
+func writeCall(t *testing.T, method, url, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, out
+}
+
+// stockRegistration is the body of an app that the demo seed lacks.
+func stockRegistration(lease int64) string {
+	return fmt.Sprintf(`{"lease_id":%d,"version":"v1",`+
+		`"network":{"sn":"firefly-main-network","internal":"stock-service.firefly.svc.cluster.local:9000"},`+
+		`"methods":["/acme.stock.v1.StockService/Reserve"],"kernel":{"language":"Java","version":"21"},"proto_count":1}`, lease)
+}
+
+func TestServeWritePathEndToEnd(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WriteBatchWindow = 20 * time.Millisecond
+	base, stop := startServe(t, cfg, io.Discard)
+	waitReady(t, base)
+
+	const lease = "1795695862709570047" // past 2^53
+	instances := base + "/v1/envs/prod/apps/stock-service/instances"
+	status, hdr, body := writeCall(t, http.MethodPost, instances, stockRegistration(1795695862709570047))
+	if status != http.StatusCreated {
+		t.Fatalf("register = %d: %s", status, body)
+	}
+	if got, want := hdr.Get("Location"), "/v1/envs/prod/apps/stock-service/instances/"+lease; got != want {
+		t.Errorf("Location = %q, want %q", got, want)
+	}
+	for _, want := range []string{`"lease_id":` + lease, `"key":"stock-service.` + lease + `"`, `"ttl_seconds":10`, `"heartbeat_interval_seconds":5`, `"namespace":"firefly"`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("registration lacks %s: %s", want, body)
+		}
+	}
+
+	// Resolvable at once on this replica: no poll in between.
+	resolve := base + "/v1/envs/prod/methods/acme.stock.v1.StockService/Reserve"
+	status, _, body = writeCall(t, http.MethodGet, resolve, "")
+	if status != http.StatusOK || !bytes.Contains(body, []byte(`"lease_id":`+lease)) || !bytes.Contains(body, []byte(`"internal":"stock-service.firefly.svc.cluster.local:9000"`)) {
+		t.Fatalf("resolve after register = %d: %s", status, body)
+	}
+	if status, _, body := writeCall(t, http.MethodGet, base+hdr.Get("Location"), ""); status != http.StatusOK || !bytes.Contains(body, []byte(`"alive":true`)) {
+		t.Errorf("GET Location = %d: %s", status, body)
+	}
+
+	status, _, body = writeCall(t, http.MethodPut, instances+"/"+lease+"/heartbeat", "")
+	if status != http.StatusOK || !bytes.Contains(body, []byte(`"run_date":"`)) {
+		t.Fatalf("heartbeat = %d: %s", status, body)
+	}
+
+	for range 2 {
+		if status, _, body := writeCall(t, http.MethodDelete, instances+"/"+lease, ""); status != http.StatusNoContent {
+			t.Fatalf("deregister = %d: %s", status, body)
+		}
+	}
+	if status, _, body := writeCall(t, http.MethodGet, resolve, ""); status != http.StatusNotFound {
+		t.Errorf("resolve after deregister = %d: %s", status, body)
+	}
+	status, _, body = writeCall(t, http.MethodPut, instances+"/"+lease+"/heartbeat", "")
+	if status != http.StatusNotFound || !bytes.Contains(body, []byte(`"code":"lease_not_found"`)) || !bytes.Contains(body, []byte("register again")) {
+		t.Errorf("heartbeat after deregister = %d: %s", status, body)
+	}
+
+	metrics := string(getBody(t, base+"/metrics"))
+	for _, want := range []string{`registry_api_write_ops_total{op="register",result="ok"} 1`, `registry_api_write_ops_total{op="heartbeat",result="lease_not_found"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}
+
+func TestServeReadOnly(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ReadOnly = true
+	base, _ := startServe(t, cfg, io.Discard)
+	waitReady(t, base)
+	status, hdr, body := writeCall(t, http.MethodDelete, base+"/v1/envs/prod/apps/stock-service/instances/42", "")
+	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET" || !bytes.Contains(body, []byte(`"code":"read_only"`)) {
+		t.Errorf("DELETE on a read-only server = %d, Allow %q: %s", status, hdr.Get("Allow"), body)
+	}
+	status, _, body = writeCall(t, http.MethodPost, base+"/v1/envs/prod/apps/stock-service/instances", stockRegistration(42))
+	if status != http.StatusMethodNotAllowed {
+		t.Errorf("POST on a read-only server = %d: %s", status, body)
+	}
+	if status, _, _ := writeCall(t, http.MethodGet, base+"/v1/envs/prod", ""); status != http.StatusOK {
+		t.Errorf("reads on a read-only server = %d", status)
+	}
+}
+
+func getBody(t *testing.T, url string) []byte {
+	t.Helper()
+	status, _, body := writeCall(t, http.MethodGet, url, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s = %d: %s", url, status, body)
+	}
+	return body
+}
+
 func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	cfg := testConfig(t)
 	base, stop := startServe(t, cfg, io.Discard)
@@ -254,13 +372,16 @@ func TestRunHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"REGISTRY_ADDR", "REGISTRY_STORE", "REGISTRY_SEED", "REGISTRY_NAMESPACES",
-		"REGISTRY_POLL_INTERVAL", "REGISTRY_TTL", "REGISTRY_RUN_DATE_ZONE", "REGISTRY_LOG_LEVEL", "REGISTRY_LOG_FORMAT"} {
+		"REGISTRY_POLL_INTERVAL", "REGISTRY_TTL", "REGISTRY_RUN_DATE_ZONE", "REGISTRY_LOG_LEVEL", "REGISTRY_LOG_FORMAT",
+		"REGISTRY_WRITE_NAMESPACE", "REGISTRY_READ_ONLY", "REGISTRY_WRITE_BATCH_WINDOW", "REGISTRY_MAX_CONFIGMAP_BYTES"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help lacks %s:\n%s", v, out.String())
 		}
 	}
-	if !strings.Contains(out.String(), ":8080") {
-		t.Error("--help lacks defaults")
+	for _, def := range []string{":8080", "100ms", "921600"} {
+		if !strings.Contains(out.String(), def) {
+			t.Errorf("--help lacks the default %s", def)
+		}
 	}
 }
 
@@ -314,6 +435,13 @@ func TestConfigValidation(t *testing.T) {
 		"no namespaces":    func(c *Config) { c.Namespaces = []string{" "} },
 		"star with others": func(c *Config) { c.Namespaces = []string{"*", "a"} },
 		"bad log level":    func(c *Config) { c.LogLevel = "loud" },
+
+		"negative batch window":       func(c *Config) { c.WriteBatchWindow = -time.Millisecond },
+		"batch window past TTL/2":     func(c *Config) { c.WriteBatchWindow = 5 * time.Second },
+		"configmap bytes past 1 MiB":  func(c *Config) { c.MaxConfigMapBytes = 1<<20 + 1 },
+		"negative configmap bytes":    func(c *Config) { c.MaxConfigMapBytes = -1 },
+		"write namespace not watched": func(c *Config) { c.WriteNamespace = "shop" },
+		"write namespace invalid":     func(c *Config) { c.WriteNamespace = "Shop_1" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -327,6 +455,50 @@ func TestConfigValidation(t *testing.T) {
 	cfg.Namespaces = []string{"*"}
 	if ns, err := cfg.watchedNamespaces(); err != nil || len(ns) != 1 || ns[0] != "" {
 		t.Errorf("* = %q, %v; want all namespaces", ns, err)
+	}
+
+	for _, tc := range []struct {
+		namespaces []string
+		write      string
+		want       string
+	}{
+		{[]string{"firefly", "shop"}, "", "firefly"},
+		{[]string{"firefly", "shop"}, "shop", "shop"},
+		{[]string{"*"}, "", ""},
+		{[]string{"*"}, "anywhere", "anywhere"},
+	} {
+		cfg := testConfig(t)
+		cfg.Namespaces, cfg.WriteNamespace = tc.namespaces, tc.write
+		if err := cfg.validate(); err != nil {
+			t.Errorf("namespaces %v, write namespace %q: %v", tc.namespaces, tc.write, err)
+		}
+		if got, _ := cfg.writeNamespace(); got != tc.want {
+			t.Errorf("namespaces %v, write namespace %q: writes go to %q, want %q", tc.namespaces, tc.write, got, tc.want)
+		}
+	}
+}
+
+func TestLoadConfigWritePathDefaults(t *testing.T) {
+	for _, k := range []string{"REGISTRY_READ_ONLY", "REGISTRY_WRITE_NAMESPACE", "REGISTRY_WRITE_BATCH_WINDOW", "REGISTRY_MAX_CONFIGMAP_BYTES", "MAX_CONFIGMAP_BYTES"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ReadOnly || cfg.WriteBatchWindow != 100*time.Millisecond || cfg.MaxConfigMapBytes != 921600 {
+		t.Errorf("defaults: read-only %v, batch window %s, max bytes %d", cfg.ReadOnly, cfg.WriteBatchWindow, cfg.MaxConfigMapBytes)
+	}
+	t.Setenv("REGISTRY_READ_ONLY", "true")
+	t.Setenv("REGISTRY_WRITE_BATCH_WINDOW", "0s")
+	t.Setenv("REGISTRY_MAX_CONFIGMAP_BYTES", "4096")
+	if cfg, err = loadConfig(); err != nil || !cfg.ReadOnly || cfg.WriteBatchWindow != 0 || cfg.MaxConfigMapBytes != 4096 {
+		t.Errorf("set: %+v, %v", cfg, err)
+	}
+	t.Setenv("REGISTRY_MAX_CONFIGMAP_BYTES", "2000000")
+	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "REGISTRY_MAX_CONFIGMAP_BYTES") {
+		t.Errorf("2000000 bytes: %v", err)
 	}
 }
 

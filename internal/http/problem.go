@@ -32,7 +32,7 @@ var problemKinds = map[model.Code]problemKind{
 	model.CodeConflict:           {http.StatusConflict, "Conflict"},
 	model.CodeRegistryFull:       {http.StatusInsufficientStorage, "Registry full"},
 	model.CodeStoreUnavailable:   {http.StatusServiceUnavailable, "Store unavailable"},
-	model.CodeReadOnly:           {http.StatusForbidden, "Read-only"},
+	model.CodeReadOnly:           {http.StatusMethodNotAllowed, "Read-only"},
 	model.CodeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
 	model.CodeForbidden:          {http.StatusForbidden, "Forbidden"},
 	model.CodeNotReady:           {http.StatusServiceUnavailable, "Not ready"},

@@ -9,7 +9,7 @@ import (
 	"github.com/acme/registry-api/internal/http/swaggerui"
 )
 
-// addRoutes wires every route of the API. Routes in the validated group are
+// addRoutes wires every route of the API. Routes in the validated groups are
 // checked against openapi.yaml before their handler runs.
 func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	live := liveness{now: deps.Now, ttl: deps.TTL}
@@ -36,10 +36,24 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		// A gRPC method holds slashes, so it takes the rest of the path.
 		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live))
 		r.Post("/v1/envs/{env}/resolve", handleResolveMethods(snaps, live))
+		r.Get("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleGetInstance(snaps, live))
+	})
 
-		// The write API (POST/PUT/DELETE under
-		// /v1/envs/{env}/apps/{appId}/instances) joins here as a nested
-		// group whose own middleware authenticates.
+	// The write API. A server without a write path refuses it before
+	// validation: no request to it could succeed.
+	wd := writeDeps{writer: deps.Writer, snaps: snaps, live: live, namespace: deps.WriteNamespace}
+	if deps.ReadOnly {
+		wd.writer = nil
+	}
+	r.Group(func(w chi.Router) {
+		if wd.writer == nil {
+			w.Use(refuseWrites(r))
+		}
+		w.Use(s.validate)
+
+		w.Post("/v1/envs/{env}/apps/{appId}/instances", handleRegister(wd))
+		w.Put("/v1/envs/{env}/apps/{appId}/instances/{leaseId}/heartbeat", handleHeartbeat(wd))
+		w.Delete("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleDeregister(wd))
 	})
 
 	// Static assets: nothing to validate.

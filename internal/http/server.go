@@ -1,8 +1,10 @@
 // Package httpapi serves the registry over HTTP: the read API over the current
-// snapshot, the probes, the metrics and the API document.
+// snapshot, the write API that registers, heartbeats and deregisters
+// instances, the probes, the metrics and the API document.
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/registry"
 )
 
 // defaultTTL is the Go registry library's heartbeat TTL.
@@ -31,7 +34,24 @@ type Deps struct {
 	// Registry receives the HTTP metrics and is what /metrics serves; nil
 	// means a private one.
 	Registry *prometheus.Registry
+	// Writer applies registrations, heartbeats and deregistrations; nil
+	// refuses every write with 405 read_only.
+	Writer Writer
+	// ReadOnly refuses every write with 405 read_only, Writer or not.
+	ReadOnly bool
+	// WriteNamespace is where a write to an env that no watched namespace
+	// holds yet goes; empty makes such writes name one with ?namespace=.
+	WriteNamespace string
 }
+
+// Writer is the write path the write API needs; *registry.Writer is one.
+type Writer interface {
+	Register(ctx context.Context, r registry.Registration) (registry.Result, error)
+	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64) (registry.Result, error)
+	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64) error
+}
+
+var _ Writer = (*registry.Writer)(nil)
 
 func (d *Deps) validate() error {
 	if d.Snapshots == nil {

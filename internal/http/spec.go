@@ -44,6 +44,14 @@ type operation struct {
 	// security is nil when the operation requires no authentication.
 	security openapi3.SecurityRequirements
 	body     *openapi3.RequestBody
+	// maxBody caps the request body, in bytes.
+	maxBody int64
+}
+
+// bodyLimits are the operations whose bodies are capped below
+// maxRequestBody; openapi.yaml states each limit in its 413 answer.
+var bodyLimits = map[string]int64{
+	"registerInstance": maxRegisterBody,
 }
 
 // paramCheck validates one parameter. A present plain-string parameter is
@@ -120,6 +128,10 @@ func (s *apiSpec) bind(method, pattern string) error {
 			Operation: op,
 		},
 		security: s.doc.Security,
+		maxBody:  maxRequestBody,
+	}
+	if limit, ok := bodyLimits[op.OperationID]; ok {
+		o.maxBody = limit
 	}
 	if op.Security != nil {
 		o.security = *op.Security
@@ -238,7 +250,7 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 			if rec, ok := w.(*recorder); ok {
 				w = rec.ResponseWriter
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+			r.Body = http.MaxBytesReader(w, r.Body, op.maxBody)
 		}
 		in, err := input()
 		if err != nil {
@@ -315,6 +327,10 @@ func requestError(err error) error {
 		field := "/" + strings.Join(se.JSONPointer(), "/")
 		if field == "/methods" && se.SchemaField == "maxItems" {
 			return &model.Error{Code: model.CodeTooManyMethods, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
+		}
+		if field == "/methods" && se.SchemaField == "oneOf" {
+			// kin names the combinator, not the forms it allows.
+			return &model.Error{Code: model.CodeInvalid, Message: "request body field /methods: must be an array of gRPC method names or an object mapping each to true", Err: err}
 		}
 		return &model.Error{Code: model.CodeInvalid, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/go-chi/chi/v5"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/model"
 )
@@ -65,6 +66,22 @@ func TestValidationAgreesWithKin(t *testing.T) {
 		{method: "POST", target: "/v1/envs/prod/resolve", body: `{"version":"v2"}`},
 		{method: "POST", target: "/v1/envs/prod/resolve", body: manyMethods(1001)},
 		{method: "POST", target: "/v1/envs/PROD/resolve", body: `{"methods":["/a.B/C"]}`},
+		{method: "POST", target: instancesPath, body: newInventory(bigLease).json()},
+		{method: "POST", target: instancesPath + "?namespace=shop", body: newInventory(0).json()},
+		{method: "POST", target: instancesPath + "?namespace=Shop", body: newInventory(0).json()},
+		{method: "POST", target: instancesPath, body: `{"version":"v1","network":{"internal":"a:1"},"methods":{"/a.B/C":true},"kernel":{"language":"Go","version":"1"},"proto_count":1}`},
+		{method: "POST", target: instancesPath, body: `{"version":"v1","network":{"internal":"a:1"},"methods":"/a.B/C","kernel":{"language":"Go","version":"1"},"proto_count":1}`},
+		{method: "POST", target: instancesPath, body: `{"version":"v1","network":{"internal":"a:1"},"methods":[],"kernel":{"language":"Go","version":"1"},"proto_count":1,"extra":1}`},
+		{method: "POST", target: instancesPath, body: `{"lease_id":0,"version":"v1","network":{"internal":"a:1"},"methods":[],"kernel":{"language":"Go","version":"1"},"proto_count":1}`},
+		{method: "POST", target: instancesPath, body: `{"network":{"internal":"a:1"},"methods":[],"kernel":{"language":"Go","version":"1"},"proto_count":1}`},
+		{method: "PUT", target: instancesPath + "/9223372036854775807/heartbeat"},
+		{method: "PUT", target: instancesPath + "/9223372036854775808/heartbeat"},
+		{method: "PUT", target: instancesPath + "/0/heartbeat"},
+		{method: "PUT", target: instancesPath + "/abc/heartbeat"},
+		{method: "DELETE", target: instancesPath + "/1795695862709570047"},
+		{method: "DELETE", target: instancesPath + "/1795695862709570047?namespace=firefly"},
+		{target: instancesPath + "/1795695862709570047"},
+		{target: instancesPath + "/-1"},
 		{target: "/healthz"},
 		{target: "/readyz"},
 		{target: "/metrics"},
@@ -158,6 +175,7 @@ func TestSpecPatternsMatchModel(t *testing.T) {
 		{"Env", model.ValidEnv},
 		{"AppId", model.ValidAppID},
 		{"Method", model.ValidMethodName},
+		{"WriteNamespace", func(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }},
 	} {
 		schema := params[tc.param].Value.Schema.Value
 		for _, s := range samples {

@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// The Go registry library's types, field for field and tag for tag, so that
+// these tests decode entries exactly as a Go service does.
+type (
+	libServiceNode struct {
+		ProtoCount int             `json:"proto_count"`
+		LeaseID    int64           `json:"lease_id"`
+		RunDate    string          `json:"run_date"`
+		Methods    map[string]bool `json:"methods"`
+		Network    libNetwork      `json:"network"`
+		Kernel     libKernel       `json:"kernel"`
+		Meta       libMeta         `json:"meta"`
+	}
+	libNetwork struct {
+		SN       string `json:"sn"`
+		Internal string `json:"internal"`
+		External string `json:"external"`
+	}
+	libKernel struct {
+		Language string `json:"language"`
+		Version  string `json:"version"`
+	}
+	libMeta struct {
+		Env     string `json:"env"`
+		AppID   string `json:"app_id"`
+		Version string `json:"version"`
+	}
+)
+
+// libDiscover does what the library's discoverer does with a ConfigMap's
+// data: skip what does not decode, drop nodes whose heartbeat is older than
+// ttl, and map every method to the app of the last node read. The library
+// reads run_date in the process's local zone; in a pod that is UTC, which
+// is used here explicitly.
+func libDiscover(data map[string]string, now time.Time, ttl time.Duration) map[string]string {
+	apps := make(map[string]string)
+	for _, raw := range data {
+		var n libServiceNode
+		if err := json.Unmarshal([]byte(raw), &n); err != nil {
+			continue
+		}
+		runDate, err := time.ParseInLocation(time.DateTime, n.RunDate, time.UTC)
+		if err != nil || now.Sub(runDate) > ttl {
+			continue
+		}
+		for m := range n.Methods {
+			apps[m] = n.Meta.AppID
+		}
+	}
+	return apps
+}
+
+// TestLibraryDiscoversRegistrations: what the API writes, a Go service
+// using the library discovers. The other direction, entries the library
+// wrote served by this API, is what the read tests check on the library's
+// own fixture (testdata/configmaps-go-micro.yaml, TestAPI).
+func TestLibraryDiscoversRegistrations(t *testing.T) {
+	wh := newWriteHarness(t, writeOptions{})
+	b := newInventory(bigLease)
+	b.Methods = map[string]bool{"/acme.inventory.v1.InventoryService/Reserve": true}
+	wantStatus(t, wh.register(instancesPath, b.json()), http.StatusCreated, "")
+
+	cm, err := wh.store.Get(context.Background(), "firefly", "ff-registry-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n libServiceNode
+	if err := json.Unmarshal([]byte(cm.Data["inventory-service.1795695862709570047"]), &n); err != nil {
+		t.Fatal(err)
+	}
+	if n.LeaseID != bigLease || n.Meta != (libMeta{Env: "prod", AppID: "inventory-service", Version: "v1"}) {
+		t.Errorf("decoded = %+v", n)
+	}
+
+	ttl := 10 * time.Second
+	found := libDiscover(cm.Data, wh.clock.now(), ttl)
+	if found["/acme.inventory.v1.InventoryService/Reserve"] != "inventory-service" {
+		t.Errorf("the library does not discover the registration: %v", found)
+	}
+	// The library's own instances are discovered beside it.
+	if found["/acme.user.v1.UserService/Login"] != "user-service" {
+		t.Errorf("the library's instances are lost: %v", found)
+	}
+
+	// A heartbeat through the API keeps it discoverable for the library.
+	wh.clock.add(8 * time.Second)
+	wantStatus(t, wh.do(request{method: http.MethodPut, target: instancesPath + "/1795695862709570047/heartbeat"}), http.StatusOK, "")
+	wh.clock.add(8 * time.Second)
+	cm, _ = wh.store.Get(context.Background(), "firefly", "ff-registry-prod")
+	found = libDiscover(cm.Data, wh.clock.now(), ttl)
+	if found["/acme.inventory.v1.InventoryService/Reserve"] != "inventory-service" {
+		t.Errorf("after a heartbeat the library no longer discovers it: %v", found)
+	}
+	if _, ok := found["/acme.user.v1.UserService/Login"]; ok {
+		t.Errorf("the library's own instances should have expired by now: %v", found)
+	}
+}

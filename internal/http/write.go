@@ -1,0 +1,333 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/registry"
+)
+
+// maxRegisterBody caps a registration's body: one instance's methods fit
+// many times over, and a write path must not buffer megabytes per request.
+const maxRegisterBody = 64 << 10
+
+// retryWriteAfter is how soon a write refused with 503 may be retried: the
+// API server may be back, or another replica may take it, within a second.
+var retryWriteAfter = []string{"1"}
+
+// readMethods are the methods a read-only server may still allow on a path.
+var readMethods = []string{http.MethodGet, http.MethodHead}
+
+// writeDeps is what the write handlers share.
+type writeDeps struct {
+	writer Writer
+	snaps  model.SnapshotSource
+	live   liveness
+	// namespace is where writes to an env that no watched namespace holds go.
+	namespace string
+}
+
+// registerRequest is the body of a registration. The network and kernel
+// shapes are those of the entry; methods come as a list or as the wire map.
+type registerRequest struct {
+	LeaseID    int64           `json:"lease_id"`
+	Version    string          `json:"version"`
+	Network    networkView     `json:"network"`
+	Methods    json.RawMessage `json:"methods"`
+	Kernel     kernelView      `json:"kernel"`
+	ProtoCount int             `json:"proto_count"`
+}
+
+// handleRegister serves POST /v1/envs/{env}/apps/{appId}/instances.
+func handleRegister(wd writeDeps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		env, app := pathParam(r, "env"), pathParam(r, "appId")
+		reg, err := decodeRegistration(r.Body)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		ns, err := wd.chooseNamespace(r, env)
+		if err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		reg.Namespace, reg.Env, reg.AppID = ns, env, app
+		res, err := wd.writer.Register(r.Context(), reg)
+		if err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		w.Header().Set("Location", instancePath(env, app, res.LeaseID))
+		encode(w, r, http.StatusCreated, registrationView{
+			LeaseID:                  res.LeaseID,
+			Key:                      res.Key,
+			TTLSeconds:               wholeSeconds(wd.live.ttl),
+			HeartbeatIntervalSeconds: wholeSeconds(res.HeartbeatInterval),
+			Instance:                 newInstanceView(res.Node, wd.live.now(), wd.live.ttl),
+		})
+	}
+}
+
+// handleHeartbeat serves PUT /v1/envs/{env}/apps/{appId}/instances/{leaseId}/heartbeat.
+func handleHeartbeat(wd writeDeps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		env, app := pathParam(r, "env"), pathParam(r, "appId")
+		lease, err := leaseParam(r)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		ns, err := wd.chooseNamespace(r, env)
+		if err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		res, err := wd.writer.Heartbeat(r.Context(), ns, env, app, lease)
+		if err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		encode(w, r, http.StatusOK, heartbeatView{
+			LeaseID:                  res.LeaseID,
+			Key:                      res.Key,
+			TTLSeconds:               wholeSeconds(wd.live.ttl),
+			HeartbeatIntervalSeconds: wholeSeconds(res.HeartbeatInterval),
+			RunDate:                  formatTime(res.Node.RunDate),
+		})
+	}
+}
+
+// handleDeregister serves DELETE /v1/envs/{env}/apps/{appId}/instances/{leaseId}.
+// An instance already gone is no error: a preStop hook may run twice.
+func handleDeregister(wd writeDeps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		env, app := pathParam(r, "env"), pathParam(r, "appId")
+		lease, err := leaseParam(r)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		ns, err := wd.chooseNamespace(r, env)
+		if err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		if err := wd.writer.Deregister(r.Context(), ns, env, app, lease); err != nil {
+			writeFailure(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// handleGetInstance serves GET /v1/envs/{env}/apps/{appId}/instances/{leaseId},
+// the instance a registration's Location names, alive or stale.
+func handleGetInstance(src model.SnapshotSource, live liveness) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		lease, err := leaseParam(r)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		env, err := lookupEnv(w, current(src), pathParam(r, "env"))
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		id := pathParam(r, "appId")
+		app := env.Apps[id]
+		if app == nil {
+			writeProblem(w, r, model.Errorf(model.CodeAppNotFound, "no app %q in env %q", id, env.Name))
+			return
+		}
+		for _, n := range app.Nodes {
+			if n.LeaseID == lease {
+				encode(w, r, http.StatusOK, newInstanceView(n, live.now(), live.ttl))
+				return
+			}
+		}
+		writeProblem(w, r, model.Errorf(model.CodeLeaseNotFound, "no instance with lease %d of app %s in env %s", lease, id, env.Name))
+	}
+}
+
+// refuseWrites answers every request of the write routes on a server that
+// takes no writes, before validation: whatever the request, it would fail.
+// Allow lists what the path still serves.
+func refuseWrites(routes chi.Routes) func(http.Handler) http.Handler {
+	return func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			path := r.URL.RawPath
+			if path == "" {
+				path = r.URL.Path
+			}
+			var allowed []string
+			for _, m := range readMethods {
+				if routes.Match(chi.NewRouteContext(), m, path) {
+					allowed = append(allowed, m)
+				}
+			}
+			w.Header().Set(hdrAllow, strings.Join(allowed, ", "))
+			writeProblem(w, r, model.Errorf(model.CodeReadOnly,
+				"this registry-api is read-only: it serves the registry but does not register, heartbeat or deregister instances (%s refused)", r.Method))
+		})
+	}
+}
+
+// chooseNamespace picks the namespace a write to env goes to (see
+// registry.ChooseNamespace). Until every watched namespace has been read,
+// where an env lives is unknown, so writes wait like readiness does.
+func (wd writeDeps) chooseNamespace(r *http.Request, env string) (string, error) {
+	snap := current(wd.snaps)
+	if !snap.Ready() {
+		return "", model.Errorf(model.CodeNotReady, "registry-api has not read the registry from every watched namespace yet; retry")
+	}
+	var requested string
+	if r.URL.RawQuery != "" {
+		requested = r.URL.Query().Get("namespace")
+	}
+	return registry.ChooseNamespace(snap, env, requested, wd.namespace)
+}
+
+// writeFailure answers a failed write. A caller whose deadline passed may
+// still see its write applied, so that is a 503 to retry, not a 500; 503s
+// say when to retry.
+func writeFailure(w http.ResponseWriter, r *http.Request, err error) {
+	var me *model.Error
+	if !errors.As(err, &me) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		err = &model.Error{Code: model.CodeStoreUnavailable, Message: "the write did not complete in time and may still be applied; retry", Err: err}
+	}
+	switch model.ErrorCode(err) {
+	case model.CodeStoreUnavailable, model.CodeNotReady:
+		w.Header()[hdrRetryAfter] = retryWriteAfter
+	}
+	writeProblem(w, r, err)
+}
+
+// leaseParam reads {leaseId} with strconv, never through a float64, and only
+// in its canonical decimal form, so that an instance has exactly one URL.
+func leaseParam(r *http.Request) (int64, error) {
+	raw := pathParam(r, "leaseId")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != raw {
+		return 0, model.Errorf(model.CodeInvalid,
+			`path parameter "leaseId": %q is not an integer from 1 to 9223372036854775807 in plain decimal`, raw)
+	}
+	return id, nil
+}
+
+// decodeRegistration reads a registration body that the API document has
+// already checked, and checks what the document cannot express.
+func decodeRegistration(body io.Reader) (registry.Registration, error) {
+	var req registerRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "lease_id" {
+			// A lease id past int64 slips through the document's check,
+			// which compares numbers as float64.
+			return registry.Registration{}, &model.Error{Code: model.CodeInvalid,
+				Message: "request body field /lease_id: must be an integer from 1 to 9223372036854775807", Err: err}
+		}
+		return registry.Registration{}, &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
+	}
+	methods, err := methodsOf(req.Methods)
+	if err != nil {
+		return registry.Registration{}, err
+	}
+	if err := checkInternal(req.Network.Internal); err != nil {
+		return registry.Registration{}, err
+	}
+	return registry.Registration{
+		LeaseID:    req.LeaseID,
+		Version:    req.Version,
+		Network:    model.Network{SN: req.Network.SN, Internal: req.Network.Internal, External: req.Network.External},
+		Methods:    methods,
+		Kernel:     model.Kernel{Language: req.Kernel.Language, Version: req.Kernel.Version},
+		ProtoCount: req.ProtoCount,
+	}, nil
+}
+
+// methodsOf reads methods as a list of names or as the entry's own map of
+// name to true (names mapped to false are not registered), sorted and
+// without duplicates.
+func methodsOf(raw json.RawMessage) ([]string, error) {
+	raw = bytes.TrimSpace(raw)
+	var names []string
+	var err error
+	switch {
+	case len(raw) > 0 && raw[0] == '[':
+		err = json.Unmarshal(raw, &names)
+	case len(raw) > 0 && raw[0] == '{':
+		var set map[string]bool
+		if err = json.Unmarshal(raw, &set); err == nil {
+			for name, on := range set {
+				if on {
+					names = append(names, name)
+				}
+			}
+		}
+	default:
+		err = errors.New("neither an array nor an object")
+	}
+	if err != nil {
+		return nil, &model.Error{Code: model.CodeInvalid,
+			Message: `request body field /methods: must be an array of gRPC method names or an object mapping each to true`, Err: err}
+	}
+	for _, name := range names {
+		if !model.ValidMethodName(name) {
+			return nil, model.Errorf(model.CodeMalformedMethod,
+				"request body field /methods: %q is not a full gRPC method name (/<package>.<Service>/<Method>)", name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// checkInternal requires network.internal to be host:port with a port from 1
+// to 65535: it is what callers dial.
+func checkInternal(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil:
+	case host == "":
+		err = errors.New("the host is empty")
+	case strings.ContainsFunc(host, unicode.IsSpace):
+		err = errors.New("the host contains white space")
+	default:
+		if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || n == 0 {
+			err = fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	if err != nil {
+		return &model.Error{Code: model.CodeInvalid,
+			Message: fmt.Sprintf("request body field /network/internal: %q is not host:port: %v", addr, err)}
+	}
+	return nil
+}
+
+// instancePath is the URL of an instance, the Location of its registration.
+func instancePath(env, app string, lease int64) string {
+	return "/v1/envs/" + env + "/apps/" + app + "/instances/" + strconv.FormatInt(lease, 10)
+}
+
+// wholeSeconds renders an interval for shell clients: whole seconds, at
+// least one, so that `sleep` never spins.
+func wholeSeconds(d time.Duration) int64 {
+	return max(int64(d/time.Second), 1)
+}
