@@ -23,11 +23,14 @@ type serviceNodeIn struct {
 // methodList decodes the wire's {"/pkg.Svc/M": true, ...} into the names
 // mapped to true, with the library's semantics: a later duplicate key wins,
 // and a value that is not a boolean makes the entry invalid.
-type methodList []string
+type methodList struct {
+	names  []string
+	intern *Interner
+}
 
 func (l *methodList) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
-		*l = nil
+		l.names = nil
 		return nil
 	}
 	// encoding/json has already checked that b is valid JSON.
@@ -39,7 +42,7 @@ func (l *methodList) UnmarshalJSON(b []byte) error {
 	var off []string // keys set to false, to honour "last duplicate wins"
 	i = skipSpace(b, i+1)
 	for i < len(b) && b[i] != '}' {
-		key, next, err := readString(b, i)
+		key, next, err := readString(b, i, l.intern)
 		if err != nil {
 			return err
 		}
@@ -66,7 +69,7 @@ func (l *methodList) UnmarshalJSON(b []byte) error {
 			i = skipSpace(b, i+1)
 		}
 	}
-	*l = out
+	l.names = out
 	return nil
 }
 
@@ -83,7 +86,7 @@ func hasPrefixAt(b []byte, i int, lit string) bool {
 
 // readString reads the JSON string starting at b[i] == '"'; escapes and
 // invalid UTF-8, never in valid method names, go through encoding/json.
-func readString(b []byte, i int) (string, int, error) {
+func readString(b []byte, i int, intern *Interner) (string, int, error) {
 	if i >= len(b) || b[i] != '"' {
 		return "", i, errors.New("methods: expected a string key")
 	}
@@ -95,7 +98,7 @@ func readString(b []byte, i int) (string, int, error) {
 			j++
 		case '"':
 			if !escaped && utf8.Valid(b[i+1:j]) {
-				return string(b[i+1 : j]), j + 1, nil
+				return intern.String(b[i+1 : j]), j + 1, nil
 			}
 			var s string
 			if err := json.Unmarshal(b[i:j+1], &s); err != nil {
@@ -115,4 +118,35 @@ func removeString(list []string, s string) []string {
 		}
 	}
 	return list
+}
+
+// Interner hands out one shared copy of equal strings. Every instance of an
+// app repeats the same method names: sharing them saves most of a rebuild's
+// allocations and most of the index's memory. It is not safe for concurrent
+// use; a nil Interner copies every string.
+type Interner struct {
+	m map[string]string
+}
+
+// maxInterned bounds the table; past it, it starts afresh (strings already
+// handed out stay valid).
+const maxInterned = 1 << 16
+
+// NewInterner returns an empty Interner.
+func NewInterner() *Interner { return &Interner{m: make(map[string]string)} }
+
+// String returns the shared copy of string(b).
+func (in *Interner) String(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if len(in.m) >= maxInterned {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
 }

@@ -129,13 +129,16 @@ func (e *EntryError) Error() string { return e.Reason + ": " + e.Detail }
 type ParseOptions struct {
 	// Zone is where run_date strings without a zone are read; nil means UTC.
 	Zone *time.Location
+	// Intern, when set, shares method names between entries; callers that
+	// parse concurrently must not share one Interner.
+	Intern *Interner
 }
 
 // ParseEntry parses one ConfigMap data value found under key in namespace for
 // env. It returns an *EntryError for entries that must be skipped, and
 // warnings for problems that still let the entry be served.
 func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Node, []string, error) {
-	var sn serviceNodeIn
+	sn := serviceNodeIn{Methods: methodList{intern: opts.Intern}}
 	// Unmarshal, not a Decoder: it scans once and rejects trailing data.
 	if err := json.Unmarshal(raw, &sn); err != nil {
 		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
@@ -157,9 +160,9 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 	if key != CanonicalKey(sn.Meta.AppID, sn.LeaseID) {
 		warnings = append(warnings, WarnNonCanonicalKey)
 	}
-	methods := sn.Methods[:0]
+	methods := sn.Methods.names[:0]
 	badMethod := false
-	for _, m := range sn.Methods {
+	for _, m := range sn.Methods.names {
 		if !ValidMethodName(m) {
 			badMethod = true
 			continue

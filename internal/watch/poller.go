@@ -109,6 +109,10 @@ func New(store Lister, opts Options) (*Poller, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	if opts.Parse.Intern == nil {
+		// Parsing happens under p.mu only, so one Interner serves every poll.
+		opts.Parse.Intern = model.NewInterner()
+	}
 	p := &Poller{
 		store:      store,
 		opts:       opts,
