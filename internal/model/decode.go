@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"reflect"
 	"unicode/utf8"
 )
 
@@ -20,9 +22,561 @@ type serviceNodeIn struct {
 	Meta       Meta       `json:"meta"`
 }
 
+// UnmarshalJSON decodes the shape writers produce (compact or spaced JSON, no
+// escapes, no nulls, no repeated members) by hand, and anything else by
+// reflection as before: reflection was most of the cost of a full rebuild,
+// and both ways give the same result for every input.
+func (sn *serviceNodeIn) UnmarshalJSON(b []byte) error {
+	return sn.decode(b)
+}
+
+// decode is UnmarshalJSON without relying on b having been validated: the
+// fast path checks everything it accepts itself.
+func (sn *serviceNodeIn) decode(b []byte) error {
+	if sn.decodeFast(b) {
+		return nil
+	}
+	return sn.decodeSlow(b)
+}
+
+// serviceNodeFields is serviceNodeIn without its UnmarshalJSON: what
+// encoding/json decodes by reflection when the fast path gives up.
+type serviceNodeFields serviceNodeIn
+
+var (
+	serviceNodeInType     = reflect.TypeFor[serviceNodeIn]()
+	serviceNodeFieldsType = reflect.TypeFor[serviceNodeFields]()
+)
+
+func (sn *serviceNodeIn) decodeSlow(b []byte) error {
+	err := json.Unmarshal(b, (*serviceNodeFields)(sn))
+	// Error details name the type ParseEntry decodes, as they always did.
+	if te, ok := err.(*json.UnmarshalTypeError); ok {
+		if te.Struct == serviceNodeFieldsType.Name() {
+			te.Struct = serviceNodeInType.Name()
+		}
+		if te.Type == serviceNodeFieldsType {
+			te.Type = serviceNodeInType
+		}
+	}
+	return err
+}
+
+// Members of serviceNodeIn in a bit set of those seen.
+const (
+	memberProtoCount = iota
+	memberLeaseID
+	memberRunDate
+	memberMethods
+	memberNetwork
+	memberKernel
+	memberMeta
+)
+
+var (
+	serviceNodeNames = []string{"proto_count", "lease_id", "run_date", "methods", "network", "kernel", "meta"}
+	networkNames     = []string{"sn", "internal", "external"}
+	kernelNames      = []string{"language", "version"}
+	metaNames        = []string{"env", "app_id", "version"}
+)
+
+// decodeFast decodes b into sn if b is a JSON object that encoding/json
+// would decode without error and it is sure to decode it the same way. It
+// leaves sn untouched otherwise.
+func (sn *serviceNodeIn) decodeFast(b []byte) bool {
+	d := fastDecoder{b: b, intern: sn.Methods.intern}
+	out := *sn
+	var seen uint
+	d.space()
+	if !d.consume('{') {
+		return false
+	}
+	d.space()
+	if !d.consume('}') {
+		for {
+			key, ok := d.memberName()
+			if !ok {
+				return false
+			}
+			m := matchName(key, serviceNodeNames)
+			if m >= 0 {
+				// encoding/json merges repeated objects and lets the last
+				// scalar win; writers never repeat members, so leave it to it.
+				if seen&(1<<m) != 0 {
+					return false
+				}
+				seen |= 1 << m
+			}
+			switch m {
+			case memberProtoCount:
+				n, ok := d.integer()
+				if !ok || int64(int(n)) != n { // int may be 32 bits
+					return false
+				}
+				out.ProtoCount = int(n)
+			case memberLeaseID:
+				if out.LeaseID, ok = d.integer(); !ok {
+					return false
+				}
+			case memberRunDate:
+				// Not interned: every heartbeat writes a new one, and
+				// ParseEntry keeps only the time it stands for.
+				s, ok := d.stringValue()
+				if !ok {
+					return false
+				}
+				out.RunDate = string(s)
+			case memberMethods:
+				if out.Methods.names, ok = d.methods(out.Methods.names); !ok {
+					return false
+				}
+			case memberNetwork:
+				v := [...]string{out.Network.SN, out.Network.Internal, out.Network.External}
+				if !d.stringMembers(networkNames, v[:]) {
+					return false
+				}
+				out.Network = Network{SN: v[0], Internal: v[1], External: v[2]}
+			case memberKernel:
+				v := [...]string{out.Kernel.Language, out.Kernel.Version}
+				if !d.stringMembers(kernelNames, v[:]) {
+					return false
+				}
+				out.Kernel = Kernel{Language: v[0], Version: v[1]}
+			case memberMeta:
+				v := [...]string{out.Meta.Env, out.Meta.AppID, out.Meta.Version}
+				if !d.stringMembers(metaNames, v[:]) {
+					return false
+				}
+				out.Meta = Meta{Env: v[0], AppID: v[1], Version: v[2]}
+			default:
+				if !d.skipValue(0) {
+					return false
+				}
+			}
+			if more, ok := d.next(); !ok {
+				return false
+			} else if !more {
+				break
+			}
+		}
+	}
+	d.space()
+	if d.i != len(b) {
+		return false
+	}
+	*sn = out
+	return true
+}
+
+// fastDecoder reads JSON from b at i. Its methods report false for anything
+// they are not sure to read exactly as encoding/json does.
+type fastDecoder struct {
+	b      []byte
+	i      int
+	intern *Interner
+}
+
+// maxSkipDepth bounds the nesting of unknown members read here; deeper ones
+// go to encoding/json, which has its own limit.
+const maxSkipDepth = 64
+
+func (d *fastDecoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume reads c if it is next.
+func (d *fastDecoder) consume(c byte) bool {
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// literal reads lit if it is next.
+func (d *fastDecoder) literal(lit string) bool {
+	if hasPrefixAt(d.b, d.i, lit) {
+		d.i += len(lit)
+		return true
+	}
+	return false
+}
+
+// next reads what follows a member's value: a comma and the space after it
+// (more members follow) or the closing brace.
+func (d *fastDecoder) next() (more, ok bool) {
+	d.space()
+	if d.consume(',') {
+		d.space()
+		return true, true
+	}
+	return false, d.consume('}')
+}
+
+// rawString reads a string without escapes and returns its bytes. ascii is
+// false when they include bytes above 0x7f, not yet checked for UTF-8.
+func (d *fastDecoder) rawString() (s []byte, ascii, ok bool) {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return nil, false, false
+	}
+	var high byte
+	for j := d.i + 1; j < len(b); j++ {
+		c := b[j]
+		if c == '"' {
+			s = b[d.i+1 : j]
+			d.i = j + 1
+			return s, high < utf8.RuneSelf, true
+		}
+		if c == '\\' || c < 0x20 {
+			return nil, false, false
+		}
+		high |= c
+	}
+	return nil, false, false
+}
+
+// stringValue reads a string that decodes to its own bytes: no escapes, and
+// valid UTF-8 (encoding/json replaces invalid bytes).
+func (d *fastDecoder) stringValue() ([]byte, bool) {
+	s, ascii, ok := d.rawString()
+	if !ok || !ascii && !utf8.Valid(s) {
+		return nil, false
+	}
+	return s, true
+}
+
+// memberName reads a member name and the colon after it. Only ASCII names
+// are read here: encoding/json folds some other letters to ASCII ones when
+// it matches names (the Kelvin sign to K, for one).
+func (d *fastDecoder) memberName() ([]byte, bool) {
+	s, ascii, ok := d.rawString()
+	if !ok || !ascii {
+		return nil, false
+	}
+	d.space()
+	if !d.consume(':') {
+		return nil, false
+	}
+	d.space()
+	return s, true
+}
+
+// matchName returns the index of the name that key matches as encoding/json
+// matches an ASCII key to field names: exactly or else ignoring ASCII case;
+// -1 for none.
+func matchName(key []byte, names []string) int {
+	for k, name := range names {
+		if len(key) == len(name) && string(key) == name {
+			return k
+		}
+	}
+	for k, name := range names {
+		if len(key) == len(name) && equalFoldASCII(key, name) {
+			return k
+		}
+	}
+	return -1
+}
+
+func equalFoldASCII(a []byte, b string) bool {
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// integer reads a JSON number into an int64 exactly, as encoding/json does
+// for integer fields: digits only, so a fraction or an exponent (which
+// encoding/json rejects there) and anything past int64 give up.
+func (d *fastDecoder) integer() (int64, bool) {
+	b, i := d.b, d.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var u uint64
+	for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+		if i-start == 19 { // 19 digits always fit in a uint64
+			return 0, false
+		}
+		u = u*10 + uint64(b[i]-'0')
+	}
+	if i == start || b[start] == '0' && i-start > 1 {
+		return 0, false
+	}
+	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
+		return 0, false
+	}
+	var n int64
+	switch {
+	case !neg && u <= math.MaxInt64:
+		n = int64(u)
+	case neg && u <= math.MaxInt64:
+		n = -int64(u)
+	case neg && u == math.MaxInt64+1:
+		n = math.MinInt64
+	default:
+		return 0, false
+	}
+	d.i = i
+	return n, true
+}
+
+// methods reads the methods object into the names decoded before, as
+// methodList.UnmarshalJSON does, interning the names.
+func (d *fastDecoder) methods(prev []string) ([]string, bool) {
+	if !d.consume('{') {
+		return nil, false
+	}
+	// Collected on the stack, then copied once at their exact size.
+	var buf [32]string
+	names := append(buf[:0], prev...)
+	d.space()
+	if !d.consume('}') {
+		for {
+			s, ascii, ok := d.rawString()
+			if !ok || !ascii && !utf8.Valid(s) {
+				return nil, false
+			}
+			d.space()
+			if !d.consume(':') {
+				return nil, false
+			}
+			d.space()
+			var on bool
+			switch {
+			case d.literal("true"):
+				on = true
+			case d.literal("false"), d.literal("null"):
+				// null decodes to false in the library's map[string]bool.
+			default:
+				return nil, false
+			}
+			names = setMethod(names, d.intern.String(s), on)
+			if more, ok := d.next(); !ok {
+				return nil, false
+			} else if !more {
+				break
+			}
+		}
+	}
+	return append(make([]string, 0, len(names)), names...), true
+}
+
+// stringMembers reads an object whose members named names are strings into
+// vals (which hold the values to keep for absent members), interning them;
+// other members are skipped.
+func (d *fastDecoder) stringMembers(names, vals []string) bool {
+	if !d.consume('{') {
+		return false
+	}
+	var seen uint
+	d.space()
+	if d.consume('}') {
+		return true
+	}
+	for {
+		key, ok := d.memberName()
+		if !ok {
+			return false
+		}
+		if m := matchName(key, names); m >= 0 {
+			if seen&(1<<m) != 0 {
+				return false
+			}
+			seen |= 1 << m
+			s, ok := d.stringValue()
+			if !ok {
+				return false
+			}
+			vals[m] = d.intern.String(s)
+		} else if !d.skipValue(0) {
+			return false
+		}
+		if more, ok := d.next(); !more {
+			return ok
+		}
+	}
+}
+
+// skipValue reads any JSON value, checking it as encoding/json's scanner
+// does; depth counts the arrays and objects it is in.
+func (d *fastDecoder) skipValue(depth int) bool {
+	b := d.b
+	if d.i >= len(b) {
+		return false
+	}
+	switch c := b[d.i]; {
+	case c == '"':
+		return d.skipString()
+	case c == '{':
+		if depth >= maxSkipDepth {
+			return false
+		}
+		d.i++
+		d.space()
+		if d.consume('}') {
+			return true
+		}
+		for {
+			if !d.skipString() {
+				return false
+			}
+			d.space()
+			if !d.consume(':') {
+				return false
+			}
+			d.space()
+			if !d.skipValue(depth + 1) {
+				return false
+			}
+			if more, ok := d.next(); !more {
+				return ok
+			}
+		}
+	case c == '[':
+		if depth >= maxSkipDepth {
+			return false
+		}
+		d.i++
+		d.space()
+		if d.consume(']') {
+			return true
+		}
+		for {
+			if !d.skipValue(depth + 1) {
+				return false
+			}
+			d.space()
+			if d.consume(']') {
+				return true
+			}
+			if !d.consume(',') {
+				return false
+			}
+			d.space()
+		}
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return d.skipNumber()
+	}
+	return false
+}
+
+// skipString reads a string, escapes included; like encoding/json's scanner
+// it leaves UTF-8 alone.
+func (d *fastDecoder) skipString() bool {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return false
+	}
+	for j := d.i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			d.i = j + 1
+			return true
+		case c < 0x20:
+			return false
+		case c == '\\':
+			j++
+			if j >= len(b) {
+				return false
+			}
+			switch b[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-j <= 4 {
+					return false
+				}
+				for _, h := range b[j+1 : j+5] {
+					if !isHex(h) {
+						return false
+					}
+				}
+				j += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// skipNumber reads a number by JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *fastDecoder) skipNumber() bool {
+	b, i := d.b, d.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := skipDigits(b, i)
+		if j == i {
+			return false
+		}
+		i = j
+	}
+	d.i = i
+	return true
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
 // methodList decodes the wire's {"/pkg.Svc/M": true, ...} into the names
 // mapped to true, with the library's semantics: a later duplicate key wins,
-// and a value that is not a boolean makes the entry invalid.
+// a value that is not a boolean makes the entry invalid, and a repeated
+// methods member adds to the map that the first one made (null clears it).
 type methodList struct {
 	names  []string
 	intern *Interner
@@ -38,8 +592,10 @@ func (l *methodList) UnmarshalJSON(b []byte) error {
 	if i >= len(b) || b[i] != '{' {
 		return errors.New("methods: not a JSON object")
 	}
-	out := make([]string, 0, 16)
-	var off []string // keys set to false, to honour "last duplicate wins"
+	out := l.names
+	if out == nil {
+		out = make([]string, 0, 16)
+	}
 	i = skipSpace(b, i+1)
 	for i < len(b) && b[i] != '}' {
 		key, next, err := readString(b, i, l.intern)
@@ -50,13 +606,11 @@ func (l *methodList) UnmarshalJSON(b []byte) error {
 		i = skipSpace(b, i+1) // the ':'
 		switch {
 		case hasPrefixAt(b, i, "true"):
-			out = append(out, key)
-			off = removeString(off, key)
+			out = setMethod(out, key, true)
 			i += 4
 		case hasPrefixAt(b, i, "false"), hasPrefixAt(b, i, "null"):
 			// null decodes to false in the library's map[string]bool.
-			out = removeString(out, key)
-			off = append(off, key)
+			out = setMethod(out, key, false)
 			i += len("null")
 			if b[i-len("null")] == 'f' {
 				i++
@@ -108,6 +662,16 @@ func readString(b []byte, i int, intern *Interner) (string, int, error) {
 		}
 	}
 	return "", len(b), errors.New("methods: unterminated string")
+}
+
+// setMethod applies one member of the methods object to the names so far:
+// the last of duplicate keys wins, as in the library's map. Duplicates that
+// are all true stay in the list; ParseEntry compacts them.
+func setMethod(names []string, key string, on bool) []string {
+	if on {
+		return append(names, key)
+	}
+	return removeString(names, key)
 }
 
 func removeString(list []string, s string) []string {

@@ -4,7 +4,6 @@
 package model
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -139,8 +138,9 @@ type ParseOptions struct {
 // warnings for problems that still let the entry be served.
 func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Node, []string, error) {
 	sn := serviceNodeIn{Methods: methodList{intern: opts.Intern}}
-	// Unmarshal, not a Decoder: it scans once and rejects trailing data.
-	if err := json.Unmarshal(raw, &sn); err != nil {
+	// decode validates as it goes; encoding/json would scan raw twice more
+	// before the fast path even started.
+	if err := sn.decode(raw); err != nil {
 		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
 	}
 	if sn.Meta.AppID == "" {
