@@ -229,6 +229,15 @@ func (a *applier) register(o *op) {
 	if len(existing) > 0 {
 		base = a.data[existing[0]]
 	}
+	// The guards judge every entry this registration replaces or removes.
+	replaced := existing
+	if _, ok := a.data[ck]; ok && !slices.Contains(existing, ck) {
+		replaced = append(slices.Clone(existing), ck)
+	}
+	if err := a.allowed(o, replaced); err != nil {
+		o.err = err
+		return
+	}
 	value, node, ok := o.memo.get(ck, o.leaseID, base)
 	if !ok {
 		var err error
@@ -339,26 +348,53 @@ func (a *applier) heartbeat(o *op) {
 	id := identity{o.appID, o.leaseID}
 	// The hot path: the entry under its canonical key, no scan.
 	ck := model.CanonicalKey(id.app, id.lease)
-	if _, ok := a.data[ck]; ok && a.refresh(o, ck) {
-		return
-	}
-	found := false
-	for _, k := range a.find(id) {
-		if k != ck && a.refresh(o, k) {
-			found = true
+	if _, ok := a.data[ck]; ok {
+		if u, ok := a.refreshed(o, ck); ok {
+			if err := a.allowed(o, []string{ck}); err != nil {
+				o.err = err
+				return
+			}
+			a.commit(o, u)
+			return
 		}
 	}
-	if !found {
+	var ups []refresh
+	var keys []string
+	for _, k := range a.find(id) {
+		if k == ck {
+			continue
+		}
+		if u, ok := a.refreshed(o, k); ok {
+			ups = append(ups, u)
+			keys = append(keys, k)
+		}
+	}
+	if err := a.allowed(o, keys); err != nil {
+		o.err = err
+		return
+	}
+	if len(ups) == 0 {
 		o.res = Result{}
 		o.err = model.Errorf(model.CodeLeaseNotFound,
 			"no readable entry for lease %d of app %s in env %s (namespace %s): it was deregistered or removed; register again",
 			o.leaseID, o.appID, a.ref.env, a.ref.namespace)
+		return
+	}
+	for _, u := range ups {
+		a.commit(o, u)
 	}
 }
 
-// refresh rewrites the run_date of the entry under key if it is a readable
-// entry of o's instance; the first one refreshed is o's result.
-func (a *applier) refresh(o *op, key string) bool {
+// refresh is an entry with its run_date rewritten, not yet applied.
+type refresh struct {
+	key   string
+	fresh string
+	node  *model.Node
+}
+
+// refreshed rewrites the run_date of the entry under key if it is a readable
+// entry of o's instance; ok is false otherwise.
+func (a *applier) refreshed(o *op, key string) (refresh, bool) {
 	raw := a.data[key]
 	fresh, node, ok := o.memo.get(key, o.leaseID, raw)
 	if !ok {
@@ -366,7 +402,7 @@ func (a *applier) refresh(o *op, key string) bool {
 		if !ok {
 			b, err := model.RefreshRunDate([]byte(raw), a.now, a.zone)
 			if err != nil {
-				return false
+				return refresh{}, false
 			}
 			fresh = string(b)
 		}
@@ -375,15 +411,36 @@ func (a *applier) refresh(o *op, key string) bool {
 		var err error
 		node, _, err = model.ParseEntry(a.ref.namespace, a.ref.env, key, []byte(fresh), model.ParseOptions{Zone: a.zone})
 		if err != nil || node.AppID != o.appID || node.LeaseID != o.leaseID {
-			return false
+			return refresh{}, false
 		}
 		o.memo.put(key, o.leaseID, raw, fresh, node)
 	}
-	a.set(key, fresh, true)
+	return refresh{key: key, fresh: fresh, node: node}, true
+}
+
+// commit applies a refresh; the first one applied is o's result.
+func (a *applier) commit(o *op, u refresh) {
+	a.set(u.key, u.fresh, true)
 	if o.res.Node == nil {
-		o.res = Result{Key: key, LeaseID: o.leaseID, Node: node, Raw: []byte(fresh)}
+		o.res = Result{Key: u.key, LeaseID: o.leaseID, Node: u.node, Raw: []byte(u.fresh)}
 	}
-	return true
+}
+
+// allowed runs o's guards on the entries under keys, or on no entry when
+// there are none.
+func (a *applier) allowed(o *op, keys []string) error {
+	if len(o.guards) == 0 {
+		return nil
+	}
+	if len(keys) == 0 {
+		return o.allowed(nil)
+	}
+	for _, k := range keys {
+		if err := o.allowed([]byte(a.data[k])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *applier) deregister(o *op) {
@@ -396,6 +453,10 @@ func (a *applier) deregister(o *op) {
 		if _, readable := a.known.of(v); !readable {
 			keys = append(keys, ck)
 		}
+	}
+	if err := a.allowed(o, keys); err != nil {
+		o.err = err
+		return
 	}
 	for _, k := range keys {
 		a.del(k)

@@ -220,13 +220,14 @@ func validateLease(namespace, env, appID string, leaseID int64) error {
 // a lease id is chosen as the library does (the clock in nanoseconds), moved
 // on until it names no entry of the app in the ConfigMap. A registration that
 // would take the ConfigMap past MaxConfigMapBytes fails with registry_full.
-func (w *Writer) Register(ctx context.Context, r Registration) (Result, error) {
+// Every guard must allow the write (see Guard).
+func (w *Writer) Register(ctx context.Context, r Registration, guards ...Guard) (Result, error) {
 	if err := r.validate(); err != nil {
 		w.m.ops.WithLabelValues(opRegister.String(), string(model.ErrorCode(err))).Inc()
 		return Result{}, err
 	}
 	r.Methods = slices.Clone(r.Methods)
-	o := newOp(ctx, opRegister, r.AppID, r.LeaseID)
+	o := newOp(ctx, opRegister, r.AppID, r.LeaseID, guards)
 	o.reg = &r
 	if o.generate {
 		// The caller's own moment, so that registrations sharing a write do
@@ -238,24 +239,33 @@ func (w *Writer) Register(ctx context.Context, r Registration) (Result, error) {
 
 // Heartbeat rewrites only the run_date of the instance's entry. An entry that
 // is gone (deregistered, cleaned up, or unreadable) fails with
-// lease_not_found: the instance must register again.
-func (w *Writer) Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64) (Result, error) {
+// lease_not_found: the instance must register again. Every guard must allow
+// the write (see Guard).
+func (w *Writer) Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...Guard) (Result, error) {
 	if err := validateLease(namespace, env, appID, leaseID); err != nil {
 		w.m.ops.WithLabelValues(opHeartbeat.String(), string(model.ErrorCode(err))).Inc()
 		return Result{}, err
 	}
-	return w.do(ctx, newRef(namespace, env), newOp(ctx, opHeartbeat, appID, leaseID))
+	return w.do(ctx, newRef(namespace, env), newOp(ctx, opHeartbeat, appID, leaseID, guards))
 }
 
 // Deregister removes the instance's entries; an absent one is no error.
-func (w *Writer) Deregister(ctx context.Context, namespace, env, appID string, leaseID int64) error {
+// Every guard must allow the write (see Guard).
+func (w *Writer) Deregister(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...Guard) error {
 	if err := validateLease(namespace, env, appID, leaseID); err != nil {
 		w.m.ops.WithLabelValues(opDeregister.String(), string(model.ErrorCode(err))).Inc()
 		return err
 	}
-	_, err := w.do(ctx, newRef(namespace, env), newOp(ctx, opDeregister, appID, leaseID))
+	_, err := w.do(ctx, newRef(namespace, env), newOp(ctx, opDeregister, appID, leaseID, guards))
 	return err
 }
+
+// Guard decides, on the fresh copy a write replaces, whether the write may
+// change the entry: existing is the entry's current value, nil when there is
+// none. An error refuses that operation alone and is its answer; the other
+// operations of the same write go ahead. Guards run on every attempt, so a
+// change of the entry between attempts is judged again.
+type Guard func(existing []byte) error
 
 // Close writes what is pending at once, waits for every write in flight and
 // refuses later operations with store_unavailable, so that a client retries
@@ -305,6 +315,7 @@ type op struct {
 	leaseID  int64
 	generate bool
 	reg      *Registration
+	guards   []Guard
 	memo     memo
 
 	res  Result
@@ -312,8 +323,22 @@ type op struct {
 	done chan struct{}
 }
 
-func newOp(ctx context.Context, kind opKind, appID string, leaseID int64) *op {
-	return &op{ctx: ctx, kind: kind, appID: appID, leaseID: leaseID, generate: kind == opRegister && leaseID == 0, done: make(chan struct{})}
+func newOp(ctx context.Context, kind opKind, appID string, leaseID int64, guards []Guard) *op {
+	return &op{ctx: ctx, kind: kind, appID: appID, leaseID: leaseID, generate: kind == opRegister && leaseID == 0,
+		guards: guards, done: make(chan struct{})}
+}
+
+// allowed runs o's guards on the entry it would change (nil: none).
+func (o *op) allowed(existing []byte) error {
+	for _, g := range o.guards {
+		if g == nil {
+			continue
+		}
+		if err := g(existing); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cmKey names one ConfigMap; ref adds the env it holds.

@@ -1,0 +1,236 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// UpkeepKind is what the leader's upkeep does to one entry.
+type UpkeepKind int
+
+const (
+	// KeepAlive rewrites the run_date of an entry that is still kept alive
+	// for the pod PodUID.
+	KeepAlive UpkeepKind = iota + 1
+	// RemovePodGone removes an entry that is still kept alive for the pod
+	// PodUID, which is gone.
+	RemovePodGone
+	// RemoveStale removes an entry whose run_date is still before StaleBefore.
+	RemoveStale
+)
+
+func (k UpkeepKind) String() string {
+	switch k {
+	case KeepAlive:
+		return "keepalive"
+	case RemovePodGone:
+		return "pod_gone"
+	case RemoveStale:
+		return "stale"
+	default:
+		return fmt.Sprintf("UpkeepKind(%d)", int(k))
+	}
+}
+
+// UpkeepAction is one change the leader decided on from a possibly stale
+// LIST. Its condition is checked again on the fresh copy that the write
+// replaces, so an entry that changed meanwhile (a heartbeat, a new
+// registration under the key) is left alone.
+type UpkeepAction struct {
+	Kind UpkeepKind
+	Key  string
+	// PodUID is the pod the entry must still be kept alive for (KeepAlive,
+	// RemovePodGone).
+	PodUID string
+	// StaleBefore is the run_date the entry must still be older than
+	// (RemoveStale).
+	StaleBefore time.Time
+}
+
+// UpkeepOutcome is an action that was applied, with what the entry said.
+type UpkeepOutcome struct {
+	UpkeepAction
+	AppID   string
+	LeaseID int64
+	// RunDate is the entry's run_date before the action; zero if unreadable.
+	RunDate time.Time
+}
+
+// Upkeep applies actions to the registry ConfigMap of env in namespace in one
+// read-modify-write, retried on conflict like every write. It returns the
+// actions applied; those whose condition no longer held on the fresh copy are
+// skipped. A missing ConfigMap has nothing to keep up. ctx bounds the whole
+// call, so a leader that loses its lease abandons the write at once.
+func (w *Writer) Upkeep(ctx context.Context, namespace, env string, actions []UpkeepAction) ([]UpkeepOutcome, error) {
+	if len(actions) == 0 {
+		return nil, nil
+	}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, Classify(errClosed)
+	}
+	w.wg.Add(1)
+	w.mu.Unlock()
+	defer w.wg.Done()
+
+	r := newRef(namespace, env)
+	now := w.opts.Now()
+	var (
+		applied []UpkeepOutcome
+		written *corev1.ConfigMap
+	)
+	err := retry.OnError(w.opts.Backoff, retriable, func() error {
+		applied, written = nil, nil
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cm, err := w.getWithin(ctx, r)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ap := newApplier(r, cm, w.opts.MaxConfigMapBytes, now, w.opts.Zone, make(identities))
+		for _, act := range actions {
+			if out, ok := ap.upkeep(act); ok {
+				applied = append(applied, out)
+			}
+		}
+		if !ap.changed {
+			return nil
+		}
+		cm.Data = ap.data
+		written, err = w.updateWithin(ctx, cm)
+		switch {
+		case apierrors.IsConflict(err):
+			w.m.conflicts.Inc()
+		case apierrors.IsNotFound(err):
+			err = fmt.Errorf("%w: %w", errVanished, err)
+		}
+		return err
+	})
+	if err != nil {
+		w.m.ops.WithLabelValues("upkeep", string(model.ErrorCode(Classify(err)))).Inc()
+		return nil, fmt.Errorf("upkeep of registry ConfigMap %s in namespace %s: %w", r.name, r.namespace, err)
+	}
+	w.m.ops.WithLabelValues("upkeep", "ok").Inc()
+	if written != nil && w.opts.OnWritten != nil {
+		w.opts.OnWritten(written)
+	}
+	return applied, nil
+}
+
+func (w *Writer) getWithin(ctx context.Context, r ref) (*corev1.ConfigMap, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
+	defer cancel()
+	return w.opts.Store.Get(ctx, r.namespace, r.name)
+}
+
+func (w *Writer) updateWithin(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
+	defer cancel()
+	out, err := w.opts.Store.Update(ctx, cm)
+	w.m.storeWrites.WithLabelValues("update", storeResult(err)).Inc()
+	return out, err
+}
+
+// upkeep applies act to the fresh copy if its condition still holds.
+func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
+	raw, ok := a.data[act.Key]
+	if !ok {
+		return UpkeepOutcome{}, false
+	}
+	facts, ok := readFacts(raw, a.zone)
+	if !ok {
+		return UpkeepOutcome{}, false
+	}
+	out := UpkeepOutcome{UpkeepAction: act, AppID: facts.appID, LeaseID: facts.leaseID, RunDate: facts.runDate}
+	switch act.Kind {
+	case KeepAlive:
+		if !facts.boundTo(act.PodUID) {
+			return UpkeepOutcome{}, false
+		}
+		fresh, ok := spliceRunDate(raw, a.runDateJSON)
+		if !ok {
+			b, err := model.RefreshRunDate([]byte(raw), a.now, a.zone)
+			if err != nil {
+				return UpkeepOutcome{}, false
+			}
+			fresh = string(b)
+		}
+		// As for heartbeats: refreshing an entry readers skip keeps nothing alive.
+		if _, _, err := model.ParseEntry(a.ref.namespace, a.ref.env, act.Key, []byte(fresh), model.ParseOptions{Zone: a.zone}); err != nil {
+			return UpkeepOutcome{}, false
+		}
+		a.set(act.Key, fresh, true)
+	case RemovePodGone:
+		if !facts.boundTo(act.PodUID) {
+			return UpkeepOutcome{}, false
+		}
+		a.del(act.Key)
+	case RemoveStale:
+		if facts.runDate.IsZero() || act.StaleBefore.IsZero() || !facts.runDate.Before(act.StaleBefore) {
+			return UpkeepOutcome{}, false
+		}
+		a.del(act.Key)
+	default:
+		return UpkeepOutcome{}, false
+	}
+	return out, true
+}
+
+// entryFacts is what upkeep reads of an entry: enough to judge it and to log
+// it, leniently, since stale entries are often old or hand-edited ones.
+type entryFacts struct {
+	appID   string
+	leaseID int64
+	runDate time.Time
+	own     model.Ownership
+	ownOK   bool
+}
+
+// readFacts reads an entry; ok is false when it is not a JSON object.
+func readFacts(raw string, zone *time.Location) (entryFacts, bool) {
+	fields, err := model.DecodeFields([]byte(raw))
+	if err != nil {
+		return entryFacts{}, false
+	}
+	var f entryFacts
+	if v, ok := fields.Get("run_date"); ok {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			if t, err := model.ParseRunDate(s, zone); err == nil {
+				f.runDate = t
+			}
+		}
+	}
+	if v, ok := fields.Get("lease_id"); ok {
+		_ = json.Unmarshal(v, &f.leaseID)
+	}
+	if v, ok := fields.Get("meta"); ok {
+		var meta struct {
+			AppID string `json:"app_id"`
+		}
+		if json.Unmarshal(v, &meta) == nil {
+			f.appID = meta.AppID
+		}
+	}
+	f.own, err = model.ReadOwnership([]byte(raw))
+	f.ownOK = err == nil
+	return f, true
+}
+
+// boundTo reports whether the entry is kept alive for the pod with uid.
+func (f entryFacts) boundTo(uid string) bool {
+	return uid != "" && f.ownOK && f.own.PodBound() && f.own.RegisteredBy.Pod.UID == uid
+}
