@@ -1,0 +1,381 @@
+// Package upkeep is the work only the leader replica does: it keeps the
+// entries of pod-bound registrations alive while their pods run, removes them
+// once their pods are gone, and removes entries nobody has heartbeated for
+// long (GC). Every change goes through the registry writer as one
+// conflict-checked write per ConfigMap, re-checked on the fresh copy.
+package upkeep
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/registry"
+)
+
+// Defaults of Options.
+const (
+	DefaultInterval    = registry.DefaultTTL / 2
+	DefaultGCAfter     = 15 * time.Minute
+	DefaultListTimeout = 10 * time.Second
+)
+
+// ConfigMapLister lists the registry ConfigMaps; store.Store is one.
+type ConfigMapLister interface {
+	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+}
+
+// PodLister lists the pods of a namespace.
+type PodLister interface {
+	ListPods(ctx context.Context, namespace string) ([]corev1.Pod, error)
+}
+
+// EntryWriter applies upkeep actions; *registry.Writer is one.
+type EntryWriter interface {
+	Upkeep(ctx context.Context, namespace, env string, actions []registry.UpkeepAction) ([]registry.UpkeepOutcome, error)
+}
+
+var _ EntryWriter = (*registry.Writer)(nil)
+
+// KubePods lists pods through the API server.
+type KubePods struct {
+	Client kubernetes.Interface
+}
+
+// ListPods reads the namespace's pods from etcd, not from the watch cache: a
+// cached list could miss a pod that has just registered, and its entry would
+// be removed as if the pod were gone.
+func (k KubePods) ListPods(ctx context.Context, namespace string) ([]corev1.Pod, error) {
+	list, err := k.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list pods in namespace %s: %w", namespace, err)
+	}
+	return list.Items, nil
+}
+
+// Options configure a Keeper. The zero value of every field but ConfigMaps,
+// Writer and Namespaces is safe.
+type Options struct {
+	ConfigMaps ConfigMapLister
+	// Pods lists pods for pod-bound entries; nil leaves those entries to GC.
+	Pods   PodLister
+	Writer EntryWriter
+	// Namespaces are the watched namespaces; a single "" is all of them.
+	Namespaces []string
+	// Interval between cycles; default TTL/2 of the library's TTL, so that a
+	// pod-bound entry never looks dead.
+	Interval time.Duration
+	// GCAfter removes entries whose run_date is older; 0 disables GC.
+	GCAfter time.Duration
+	// Zone is where run_date values without a zone are read; nil is UTC.
+	Zone *time.Location
+	// ListTimeout bounds each LIST; default 10s.
+	ListTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	Log zerolog.Logger
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.ConfigMaps == nil:
+		return errors.New("upkeep: no ConfigMap lister")
+	case o.Writer == nil:
+		return errors.New("upkeep: no writer")
+	case len(o.Namespaces) == 0:
+		return errors.New("upkeep: no namespaces")
+	case o.Interval < 0 || o.GCAfter < 0 || o.ListTimeout < 0:
+		return errors.New("upkeep: interval, GC age and list timeout must not be negative")
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.ListTimeout == 0 {
+		o.ListTimeout = DefaultListTimeout
+	}
+	if o.Zone == nil {
+		o.Zone = time.UTC
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Keeper runs upkeep cycles.
+type Keeper struct {
+	opts Options
+	log  zerolog.Logger
+	m    *metrics
+}
+
+// NewKeeper returns a Keeper.
+func NewKeeper(opts Options) (*Keeper, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("upkeep: metrics: %w", err)
+	}
+	return &Keeper{opts: opts, log: opts.Log.With().Str("component", "upkeep").Logger(), m: m}, nil
+}
+
+// Run runs a cycle at once and then every Interval until ctx ends. It is the
+// leader's work: ctx ends when leadership does.
+func (k *Keeper) Run(ctx context.Context) {
+	ticker := time.NewTicker(k.opts.Interval)
+	defer ticker.Stop()
+	for {
+		if err := k.Cycle(ctx); err != nil && ctx.Err() == nil {
+			k.log.Warn().Err(err).Msg("upkeep cycle incomplete; retrying next cycle")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Cycle does one round: one LIST of ConfigMaps per watched namespace, one
+// LIST of pods per namespace that pod-bound entries name, then one write per
+// ConfigMap that needs a change. A namespace whose LIST fails is skipped;
+// the error names it.
+func (k *Keeper) Cycle(ctx context.Context) error {
+	var errs []error
+	var found []entry
+	for _, ns := range k.opts.Namespaces {
+		cms, err := k.listConfigMaps(ctx, ns)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for i := range cms {
+			found = append(found, scan(&cms[i], k.opts.Zone)...)
+		}
+	}
+	pods, err := k.listPods(ctx, found)
+	errs = append(errs, err)
+
+	now := k.opts.Now()
+	plans := plan(found, pods, now, k.opts.GCAfter)
+	for _, t := range slices.SortedFunc(maps.Keys(plans), compareTargets) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		applied, err := k.opts.Writer.Upkeep(ctx, t.namespace, t.env, plans[t])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k.report(t, applied, now)
+	}
+	err = errors.Join(errs...)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	k.m.cycles.WithLabelValues(result).Inc()
+	return err
+}
+
+func (k *Keeper) listConfigMaps(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.opts.ListTimeout)
+	defer cancel()
+	cms, err := k.opts.ConfigMaps.List(ctx, ns)
+	if err != nil {
+		where := "all namespaces"
+		if ns != "" {
+			where = "namespace " + ns
+		}
+		return nil, fmt.Errorf("upkeep: list registry ConfigMaps of %s: %w", where, err)
+	}
+	return cms, nil
+}
+
+// listPods lists, after the ConfigMaps so that every pod an entry names has
+// had its chance to appear, the pods of each namespace that pod-bound entries
+// name. A namespace whose LIST fails is absent from the result: its entries'
+// pods are unknown, and nothing is done for them on their pods' account.
+func (k *Keeper) listPods(ctx context.Context, found []entry) (map[string]map[string]*corev1.Pod, error) {
+	if k.opts.Pods == nil {
+		return nil, nil
+	}
+	want := map[string]struct{}{}
+	for _, e := range found {
+		if e.pod != nil {
+			want[e.podNamespace] = struct{}{}
+		}
+	}
+	out := make(map[string]map[string]*corev1.Pod, len(want))
+	var errs []error
+	for _, ns := range slices.Sorted(maps.Keys(want)) {
+		lctx, cancel := context.WithTimeout(ctx, k.opts.ListTimeout)
+		pods, err := k.opts.Pods.ListPods(lctx, ns)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("upkeep: %w", err))
+			continue
+		}
+		byName := make(map[string]*corev1.Pod, len(pods))
+		for i := range pods {
+			byName[pods[i].Name] = &pods[i]
+		}
+		out[ns] = byName
+	}
+	return out, errors.Join(errs...)
+}
+
+// report logs every removal and counts what was done.
+func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Time) {
+	refreshed := 0
+	for _, o := range applied {
+		switch o.Kind {
+		case registry.KeepAlive:
+			refreshed++
+			k.m.refreshed.Inc()
+			continue
+		case registry.RemoveStale:
+			k.m.gcRemoved.Inc()
+		case registry.RemovePodGone:
+			k.m.podGoneRemoved.Inc()
+		}
+		ev := k.log.Info().Str("env", t.env).Str("namespace", t.namespace).Str("key", o.Key).
+			Str("app", o.AppID).Int64("lease", o.LeaseID).Str("reason", o.Kind.String())
+		if !o.RunDate.IsZero() {
+			ev = ev.Dur("age", now.Sub(o.RunDate).Truncate(time.Second))
+		}
+		if o.Kind == registry.RemovePodGone {
+			ev.Str("pod_uid", o.PodUID).Msg("removed registry entry: its pod is gone")
+		} else {
+			ev.Msg("removed registry entry: no heartbeat for longer than REGISTRY_GC_AFTER")
+		}
+	}
+	if refreshed > 0 {
+		k.log.Debug().Str("env", t.env).Str("namespace", t.namespace).Int("entries", refreshed).Msg("kept pod-bound entries alive")
+	}
+}
+
+// entry is what a cycle reads of one registry entry.
+type entry struct {
+	namespace, env, key string
+	runDate             time.Time // zero when unreadable
+	// pod is set for entries kept alive for their pod, which lives in
+	// podNamespace (the registering ServiceAccount's namespace).
+	pod          *model.PodRef
+	podNamespace string
+}
+
+// scan reads the entries of a registry ConfigMap.
+func scan(cm *corev1.ConfigMap, zone *time.Location) []entry {
+	env, ok := model.EnvFromConfigMapName(cm.Name)
+	if !ok {
+		return nil
+	}
+	out := make([]entry, 0, len(cm.Data))
+	for key, raw := range cm.Data {
+		e := entry{namespace: cm.Namespace, env: env, key: key}
+		e.runDate = runDateOf(raw, zone)
+		if own, err := model.ReadOwnership([]byte(raw)); err == nil && own.PodBound() {
+			e.pod = own.RegisteredBy.Pod
+			e.podNamespace = own.RegisteredBy.Namespace
+			if e.podNamespace == "" {
+				e.podNamespace = cm.Namespace
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func runDateOf(raw string, zone *time.Location) time.Time {
+	fields, err := model.DecodeFields([]byte(raw))
+	if err != nil {
+		return time.Time{}
+	}
+	v, ok := fields.Get("run_date")
+	if !ok {
+		return time.Time{}
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return time.Time{}
+	}
+	t, err := model.ParseRunDate(s, zone)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// target is one registry ConfigMap.
+type target struct{ namespace, env string }
+
+func compareTargets(a, b target) int {
+	return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.env, b.env))
+}
+
+// plan decides, from what a cycle read, what to do to each entry:
+//   - a pod-bound entry whose pod runs (same uid, not terminating, not
+//     finished) is kept alive;
+//   - one whose pod is gone, replaced, terminating or finished is removed;
+//   - one whose pods could not be listed is left to GC;
+//   - with GC on, any other entry whose run_date is older than gcAfter is
+//     removed, whoever wrote it.
+//
+// pods holds, per namespace that could be listed, its pods by name.
+func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, gcAfter time.Duration) map[target][]registry.UpkeepAction {
+	out := make(map[target][]registry.UpkeepAction)
+	add := func(e entry, a registry.UpkeepAction) {
+		t := target{e.namespace, e.env}
+		out[t] = append(out[t], a)
+	}
+	staleBefore := now.Add(-gcAfter)
+	for _, e := range found {
+		if e.pod != nil {
+			if byName, listed := pods[e.podNamespace]; listed {
+				kind := registry.RemovePodGone
+				if running(byName[e.pod.Name], e.pod.UID) {
+					kind = registry.KeepAlive
+				}
+				add(e, registry.UpkeepAction{Kind: kind, Key: e.key, PodUID: e.pod.UID})
+				continue
+			}
+		}
+		if gcAfter > 0 && !e.runDate.IsZero() && e.runDate.Before(staleBefore) {
+			add(e, registry.UpkeepAction{Kind: registry.RemoveStale, Key: e.key, StaleBefore: staleBefore})
+		}
+	}
+	for _, acts := range out {
+		slices.SortFunc(acts, func(a, b registry.UpkeepAction) int { return cmp.Compare(a.Key, b.Key) })
+	}
+	return out
+}
+
+// running reports whether pod is the pod with uid and still serves: not
+// being deleted, not finished.
+func running(pod *corev1.Pod, uid string) bool {
+	if pod == nil || string(pod.UID) != uid || pod.DeletionTimestamp != nil {
+		return false
+	}
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return false
+	}
+	return true
+}
