@@ -19,6 +19,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
 
+	// Probes, metrics and the API document: open to all, always.
 	r.Group(func(r chi.Router) {
 		r.Use(s.validate)
 
@@ -27,6 +28,14 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 		r.Get("/openapi.yaml", handleSpecYAML(s.spec))
 		r.Get("/openapi.json", handleSpecJSON(s.spec))
+	})
+
+	// The read API; with ReadAuth, for authenticated callers only.
+	r.Group(func(r chi.Router) {
+		if deps.ReadAuth {
+			r.Use(authenticate(deps.Auth))
+		}
+		r.Use(s.validate)
 
 		r.Get("/v1/envs", handleListEnvs(snaps, live))
 		r.Get("/v1/envs/{env}", handleGetEnv(snaps, live))
@@ -40,14 +49,20 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	})
 
 	// The write API. A server without a write path refuses it before
-	// validation: no request to it could succeed.
-	wd := writeDeps{writer: deps.Writer, snaps: snaps, live: live, namespace: deps.WriteNamespace}
+	// anything else: no request to it could succeed. Then callers are
+	// authenticated, then requests validated; the policy judges each write
+	// on the entry it would change (writeDeps.guard).
+	wd := writeDeps{writer: deps.Writer, snaps: snaps, live: live, namespace: deps.WriteNamespace,
+		authenticated: deps.Auth != nil, policy: deps.Policy}
 	if deps.ReadOnly {
 		wd.writer = nil
 	}
 	r.Group(func(w chi.Router) {
 		if wd.writer == nil {
 			w.Use(refuseWrites(r))
+		}
+		if deps.Auth != nil {
+			w.Use(authenticate(deps.Auth))
 		}
 		w.Use(s.validate)
 

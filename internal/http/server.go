@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 )
@@ -42,14 +43,30 @@ type Deps struct {
 	// WriteNamespace is where a write to an env that no watched namespace
 	// holds yet goes; empty makes such writes name one with ?namespace=.
 	WriteNamespace string
+	// Auth authenticates callers by their bearer token; nil serves without
+	// authentication (REGISTRY_AUTH=none).
+	Auth Authenticator
+	// Policy decides what an authenticated caller may write.
+	Policy auth.Policy
+	// ReadAuth requires a valid token for the read API too; probes, metrics
+	// and the API document stay open.
+	ReadAuth bool
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
+// Guards judge the entry a write would change, on the copy it replaces.
 type Writer interface {
-	Register(ctx context.Context, r registry.Registration) (registry.Result, error)
-	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64) (registry.Result, error)
-	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64) error
+	Register(ctx context.Context, r registry.Registration, guards ...registry.Guard) (registry.Result, error)
+	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...registry.Guard) (registry.Result, error)
+	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...registry.Guard) error
 }
+
+// Authenticator tells who holds a bearer token; *auth.Authenticator is one.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (auth.Identity, error)
+}
+
+var _ Authenticator = (*auth.Authenticator)(nil)
 
 var _ Writer = (*registry.Writer)(nil)
 
@@ -59,6 +76,9 @@ func (d *Deps) validate() error {
 	}
 	if d.TTL < 0 {
 		return errors.New("httpapi: Deps.TTL must not be negative")
+	}
+	if d.ReadAuth && d.Auth == nil {
+		return errors.New("httpapi: Deps.ReadAuth needs Deps.Auth")
 	}
 	if d.Now == nil {
 		d.Now = time.Now

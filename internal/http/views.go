@@ -167,11 +167,14 @@ func newInstanceView(n *model.Node, now time.Time, ttl time.Duration) instanceVi
 // registrationView answers a registration: the lease, how to keep it alive,
 // and the instance as GET /v1/envs/{env}/apps/{appId} lists it.
 type registrationView struct {
-	LeaseID                  int64        `json:"lease_id"`
-	Key                      string       `json:"key"`
-	TTLSeconds               int64        `json:"ttl_seconds"`
-	HeartbeatIntervalSeconds int64        `json:"heartbeat_interval_seconds"`
-	Instance                 instanceView `json:"instance"`
+	LeaseID                  int64  `json:"lease_id"`
+	Key                      string `json:"key"`
+	TTLSeconds               int64  `json:"ttl_seconds"`
+	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
+	// Keepalive says who keeps the entry alive: pod (registry-api, while the
+	// pod runs) or client (the instance's own heartbeats).
+	Keepalive string       `json:"keepalive"`
+	Instance  instanceView `json:"instance"`
 }
 
 // heartbeatView answers a heartbeat.

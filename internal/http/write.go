@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 )
@@ -39,6 +40,10 @@ type writeDeps struct {
 	live   liveness
 	// namespace is where writes to an env that no watched namespace holds go.
 	namespace string
+	// authenticated says that every write carries its caller's identity,
+	// which policy judges.
+	authenticated bool
+	policy        auth.Policy
 }
 
 // registerRequest is the body of a registration. The network and kernel
@@ -50,13 +55,19 @@ type registerRequest struct {
 	Methods    json.RawMessage `json:"methods"`
 	Kernel     kernelView      `json:"kernel"`
 	ProtoCount int             `json:"proto_count"`
+	Keepalive  string          `json:"keepalive"`
 }
 
 // handleRegister serves POST /v1/envs/{env}/apps/{appId}/instances.
 func handleRegister(wd writeDeps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		env, app := pathParam(r, "env"), pathParam(r, "appId")
-		reg, err := decodeRegistration(r.Body)
+		reg, keepalive, err := decodeRegistration(r.Body)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		keepalive, err = recordRegistrant(r.Context(), &reg, keepalive)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
@@ -67,7 +78,7 @@ func handleRegister(wd writeDeps) http.HandlerFunc {
 			return
 		}
 		reg.Namespace, reg.Env, reg.AppID = ns, env, app
-		res, err := wd.writer.Register(r.Context(), reg)
+		res, err := wd.writer.Register(r.Context(), reg, wd.guard(r, auth.ActionRegister, ns))
 		if err != nil {
 			writeFailure(w, r, err)
 			return
@@ -78,6 +89,7 @@ func handleRegister(wd writeDeps) http.HandlerFunc {
 			Key:                      res.Key,
 			TTLSeconds:               wholeSeconds(wd.live.ttl),
 			HeartbeatIntervalSeconds: wholeSeconds(res.HeartbeatInterval),
+			Keepalive:                keepalive,
 			Instance:                 newInstanceView(res.Node, wd.live.now(), wd.live.ttl),
 		})
 	}
@@ -97,7 +109,7 @@ func handleHeartbeat(wd writeDeps) http.HandlerFunc {
 			writeFailure(w, r, err)
 			return
 		}
-		res, err := wd.writer.Heartbeat(r.Context(), ns, env, app, lease)
+		res, err := wd.writer.Heartbeat(r.Context(), ns, env, app, lease, wd.guard(r, auth.ActionHeartbeat, ns))
 		if err != nil {
 			writeFailure(w, r, err)
 			return
@@ -127,7 +139,7 @@ func handleDeregister(wd writeDeps) http.HandlerFunc {
 			writeFailure(w, r, err)
 			return
 		}
-		if err := wd.writer.Deregister(r.Context(), ns, env, app, lease); err != nil {
+		if err := wd.writer.Deregister(r.Context(), ns, env, app, lease, wd.guard(r, auth.ActionDeregister, ns)); err != nil {
 			writeFailure(w, r, err)
 			return
 		}
@@ -200,6 +212,13 @@ func (wd writeDeps) chooseNamespace(r *http.Request, env string) (string, error)
 	if r.URL.RawQuery != "" {
 		requested = r.URL.Query().Get("namespace")
 	}
+	if requested == "" {
+		// A ServiceAccount may write only in its own namespace: that is
+		// where its writes go unless it names one (admins aside).
+		if id, ok := identityFrom(r.Context()); ok && id.IsServiceAccount() && !wd.policy.Admins.Match(id) && watches(snap, id.Namespace) {
+			requested = id.Namespace
+		}
+	}
 	return registry.ChooseNamespace(snap, env, requested, wd.namespace)
 }
 
@@ -230,9 +249,50 @@ func leaseParam(r *http.Request) (int64, error) {
 	return id, nil
 }
 
+// watches reports whether snap's poller reads namespace.
+func watches(snap *model.Snapshot, namespace string) bool {
+	watchAll := len(snap.Namespaces) == 1 && snap.Namespaces[0] == ""
+	return watchAll || slices.Contains(snap.Namespaces, namespace)
+}
+
+// recordRegistrant adds to reg who registers it and who keeps it alive, and
+// returns the latter: the leader for a pod-bound token unless the request
+// asks for "client", the client otherwise. Without authentication nothing is
+// recorded, and nobody but the client can keep the entry alive.
+func recordRegistrant(ctx context.Context, reg *registry.Registration, keepalive string) (string, error) {
+	id, ok := identityFrom(ctx)
+	switch {
+	case keepalive == model.KeepalivePod && !ok:
+		return "", model.Errorf(model.CodeInvalid,
+			`request body field /keepalive: "pod" needs authentication (REGISTRY_AUTH=kubernetes) with a token bound to a pod; this server authenticates nobody`)
+	case keepalive == model.KeepalivePod && id.Pod == nil:
+		return "", model.Errorf(model.CodeInvalid,
+			`request body field /keepalive: "pod" needs a token bound to a pod (a projected ServiceAccount token mounted in the pod); this token names no pod`)
+	case keepalive == "" && ok && id.Pod != nil:
+		keepalive = model.KeepalivePod
+	case keepalive == "":
+		keepalive = model.KeepaliveClient
+	}
+	if !ok {
+		return keepalive, nil
+	}
+	by, err := json.Marshal(id.RegisteredBy())
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", model.MemberRegisteredBy, err)
+	}
+	ka, err := json.Marshal(keepalive)
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", model.MemberKeepalive, err)
+	}
+	reg.Extra = map[string]json.RawMessage{model.MemberRegisteredBy: by, model.MemberKeepalive: ka}
+	return keepalive, nil
+}
+
 // decodeRegistration reads a registration body that the API document has
-// already checked, and checks what the document cannot express.
-func decodeRegistration(body io.Reader) (registry.Registration, error) {
+// already checked, and checks what the document cannot express. It returns
+// the requested keepalive apart: the registration records it only with the
+// caller's identity.
+func decodeRegistration(body io.Reader) (registry.Registration, string, error) {
 	var req registerRequest
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
@@ -241,17 +301,17 @@ func decodeRegistration(body io.Reader) (registry.Registration, error) {
 		if errors.As(err, &te) && te.Field == "lease_id" {
 			// A lease id past int64 slips through the document's check,
 			// which compares numbers as float64.
-			return registry.Registration{}, &model.Error{Code: model.CodeInvalid,
+			return registry.Registration{}, "", &model.Error{Code: model.CodeInvalid,
 				Message: "request body field /lease_id: must be an integer from 1 to 9223372036854775807", Err: err}
 		}
-		return registry.Registration{}, &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
+		return registry.Registration{}, "", &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
 	}
 	methods, err := methodsOf(req.Methods)
 	if err != nil {
-		return registry.Registration{}, err
+		return registry.Registration{}, "", err
 	}
 	if err := checkInternal(req.Network.Internal); err != nil {
-		return registry.Registration{}, err
+		return registry.Registration{}, "", err
 	}
 	return registry.Registration{
 		LeaseID:    req.LeaseID,
@@ -260,7 +320,7 @@ func decodeRegistration(body io.Reader) (registry.Registration, error) {
 		Methods:    methods,
 		Kernel:     model.Kernel{Language: req.Kernel.Language, Version: req.Kernel.Version},
 		ProtoCount: req.ProtoCount,
-	}, nil
+	}, req.Keepalive, nil
 }
 
 // methodsOf reads methods as a list of names or as the entry's own map of

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/store"
@@ -85,6 +86,10 @@ type writeOptions struct {
 	// namespace is the write namespace, firefly unless set or noNamespace.
 	namespace   string
 	noNamespace bool
+	// auth, policy and readAuth are Deps' Auth, Policy and ReadAuth.
+	auth     Authenticator
+	policy   auth.Policy
+	readAuth bool
 }
 
 // writeHarness is a server over a memory store holding the fixtures, with a
@@ -128,6 +133,9 @@ func newWriteHarness(t *testing.T, opts writeOptions) *writeHarness {
 		Registry:       h.registry,
 		ReadOnly:       opts.readOnly,
 		WriteNamespace: opts.namespace,
+		Auth:           opts.auth,
+		Policy:         opts.policy,
+		ReadAuth:       opts.readAuth,
 	}
 	if deps.WriteNamespace == "" && !opts.noNamespace {
 		deps.WriteNamespace = "firefly"
@@ -781,15 +789,17 @@ func TestReadYourWrites(t *testing.T) {
 // stubWriter answers every write with err.
 type stubWriter struct{ err error }
 
-func (s stubWriter) Register(context.Context, registry.Registration) (registry.Result, error) {
+func (s stubWriter) Register(context.Context, registry.Registration, ...registry.Guard) (registry.Result, error) {
 	return registry.Result{}, s.err
 }
 
-func (s stubWriter) Heartbeat(context.Context, string, string, string, int64) (registry.Result, error) {
+func (s stubWriter) Heartbeat(context.Context, string, string, string, int64, ...registry.Guard) (registry.Result, error) {
 	return registry.Result{}, s.err
 }
 
-func (s stubWriter) Deregister(context.Context, string, string, string, int64) error { return s.err }
+func (s stubWriter) Deregister(context.Context, string, string, string, int64, ...registry.Guard) error {
+	return s.err
+}
 
 func TestWriteThatOutlivesItsRequest(t *testing.T) {
 	h := newHarness(t)
