@@ -12,7 +12,9 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/upkeep"
 )
 
 // envPrefix starts every configuration variable.
@@ -38,6 +40,18 @@ type Config struct {
 	WriteNamespace    string        `split_words:"true" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
 	WriteBatchWindow  time.Duration `split_words:"true" default:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
 	MaxConfigMapBytes int           `envconfig:"MAX_CONFIGMAP_BYTES" default:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
+
+	Auth           string   `desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
+	TokenAudiences []string `split_words:"true" default:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
+	AdminSubjects  []string `split_words:"true" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
+	ReadAuth       bool     `split_words:"true" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
+
+	GCAfter            time.Duration `envconfig:"GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	LeaseName          string        `split_words:"true" default:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
+	LeaseNamespace     string        `split_words:"true" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaseDuration      time.Duration `split_words:"true" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
+	LeaseRenewDeadline time.Duration `split_words:"true" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
+	LeaseRetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -86,7 +100,80 @@ func (c *Config) validate() error {
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
 		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
 	}
+	return c.validateAuth()
+}
+
+// Values of REGISTRY_AUTH.
+const (
+	authKubernetes = "kubernetes"
+	authNone       = "none"
+)
+
+// authMode returns REGISTRY_AUTH, or its default for the store: a cluster's
+// registry is guarded, a local memory store is not.
+func (c *Config) authMode() string {
+	if c.Auth != "" {
+		return c.Auth
+	}
+	if c.Store == "memory" {
+		return authNone
+	}
+	return authKubernetes
+}
+
+func (c *Config) validateAuth() error {
+	switch c.authMode() {
+	case authKubernetes:
+		if c.Store != "kube" {
+			return fmt.Errorf("REGISTRY_AUTH=kubernetes needs REGISTRY_STORE=kube: tokens are checked by its API server")
+		}
+	case authNone:
+		if c.ReadAuth {
+			return fmt.Errorf("REGISTRY_READ_AUTH=true needs REGISTRY_AUTH=kubernetes")
+		}
+	default:
+		return fmt.Errorf("REGISTRY_AUTH=%q: want kubernetes or none", c.Auth)
+	}
+	if _, err := auth.ParseSubjects(c.AdminSubjects); err != nil {
+		return fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
+	}
+	// 0, a Config built in code, means GC off and the lease defaults.
+	if c.GCAfter < 0 {
+		return fmt.Errorf("REGISTRY_GC_AFTER=%s: must not be negative (0 disables GC)", c.GCAfter)
+	}
+	if c.GCAfter > 0 && c.GCAfter <= c.TTL {
+		// Anything younger may still be alive.
+		return fmt.Errorf("REGISTRY_GC_AFTER=%s: must exceed REGISTRY_TTL (%s), or be 0 to disable GC", c.GCAfter, c.TTL)
+	}
+	if ns := strings.TrimSpace(c.LeaseNamespace); ns != "" {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return fmt.Errorf("REGISTRY_LEASE_NAMESPACE=%q: not a namespace name: %s", ns, strings.Join(msgs, "; "))
+		}
+	}
+	if c.LeaseName != "" {
+		if msgs := validation.IsDNS1123Subdomain(c.LeaseName); len(msgs) > 0 {
+			return fmt.Errorf("REGISTRY_LEASE_NAME=%q: not an object name: %s", c.LeaseName, strings.Join(msgs, "; "))
+		}
+	}
+	if _, _, _, err := upkeep.Timings(c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod); err != nil {
+		return fmt.Errorf("REGISTRY_LEASE_DURATION=%s, REGISTRY_LEASE_RENEW_DEADLINE=%s, REGISTRY_LEASE_RETRY_PERIOD=%s: %w",
+			c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod, err)
+	}
 	return nil
+}
+
+// leaseNamespace is where the leader Lease lives: the service's own
+// namespace. ok is false when none can be told (watching all namespaces
+// without POD_NAMESPACE).
+func (c *Config) leaseNamespace(getenv func(string) string) (string, bool) {
+	if ns := strings.TrimSpace(c.LeaseNamespace); ns != "" {
+		return ns, true
+	}
+	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
+		return ns, true
+	}
+	watched, _ := c.watchedNamespaces()
+	return watched[0], watched[0] != ""
 }
 
 // writeNamespace returns where writes to an env that no watched namespace

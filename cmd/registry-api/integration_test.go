@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"debug/elf"
 	"encoding/hex"
@@ -639,6 +640,15 @@ var rbacMatrix = []struct {
 	// every other write.
 	{"create", "configmaps", deployNamespace, true},
 	{"update", "configmaps", deployNamespace, true},
+	// Authentication of writers: TokenReviews, cluster-wide.
+	{"create", "tokenreviews.authentication.k8s.io", "", true},
+	// Keepalive of pod-bound entries: read the pods of the watched namespace.
+	{"get", "pods", deployNamespace, true},
+	{"list", "pods", deployNamespace, true},
+	// Leader election: its own Lease in its own namespace.
+	{"create", "leases.coordination.k8s.io", deployNamespace, true},
+	{"get", "leases.coordination.k8s.io/registry-api", deployNamespace, true},
+	{"update", "leases.coordination.k8s.io/registry-api", deployNamespace, true},
 	// Nothing else.
 	{"delete", "configmaps", deployNamespace, false},
 	{"patch", "configmaps", deployNamespace, false},
@@ -648,6 +658,17 @@ var rbacMatrix = []struct {
 	{"list", "configmaps", otherNamespace, false},
 	{"update", "configmaps", otherNamespace, false},
 	{"list", "configmaps", "", false},
+	{"delete", "pods", deployNamespace, false},
+	{"update", "pods", deployNamespace, false},
+	{"create", "pods", deployNamespace, false},
+	{"watch", "pods", deployNamespace, false},
+	{"list", "pods", otherNamespace, false},
+	{"list", "pods", "", false},
+	{"update", "leases.coordination.k8s.io/kube-scheduler", deployNamespace, false},
+	{"delete", "leases.coordination.k8s.io/registry-api", deployNamespace, false},
+	{"get", "leases.coordination.k8s.io/registry-api", otherNamespace, false},
+	{"create", "serviceaccounts", deployNamespace, false},
+	{"create", "subjectaccessreviews.authorization.k8s.io", "", false},
 }
 
 // TestIntegrationDeploy applies deploy/ to a real API server, checks the
@@ -733,7 +754,7 @@ func TestIntegrationDeploy(t *testing.T) {
 	putRegistry(t, cs, deployNamespace, "ff-registry-prod", entries(pay))
 
 	logs := &syncBuffer{}
-	base, _ := startServe(t, kubeServeConfig(kubeconfig, 500*time.Millisecond, deployNamespace), logs)
+	base, stop := startServe(t, kubeServeConfig(kubeconfig, 500*time.Millisecond, deployNamespace), logs)
 	waitReady(t, base)
 	var got resolutionBody
 	getJSON(t, base, resolvePath("prod", charge), &got)
@@ -743,6 +764,71 @@ func TestIntegrationDeploy(t *testing.T) {
 	}
 	if v, _ := metricValue(t, base, "registry_api_poll_errors_total"); v != 0 {
 		t.Errorf("%v failed polls with the ServiceAccount's permissions:\n%s", v, logs.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	deployWithAuth(t, srv, kubeconfig)
+}
+
+// deployWithAuth runs serve as deployed: with the ServiceAccount's token
+// alone, authentication and leader election on. Its permissions suffice to
+// review writers' tokens, hold the Lease and keep a pod-bound entry alive;
+// and a token of another namespace's ServiceAccount cannot use it to write
+// into the namespace it serves.
+func deployWithAuth(t *testing.T, srv *kubetest.Server, kubeconfig string) {
+	cs := adminClient(t, srv)
+	createServiceAccount(t, cs, deployNamespace, "stock")
+	createServiceAccount(t, cs, otherNamespace, "intruder")
+	pod := createPod(t, cs, deployNamespace, "stock-"+uniqueSuffix(t), "stock")
+	t.Cleanup(func() {
+		zero := int64(0)
+		_ = cs.CoreV1().Pods(deployNamespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	})
+
+	logs := &syncBuffer{}
+	base, _ := startServe(t, authServeConfig(kubeconfig, deployNamespace), logs)
+	waitReady(t, base)
+	waitFor(t, 10*time.Second, "leading with the ServiceAccount's permissions", func() (bool, string) {
+		v, _ := metricValue(t, base, "registry_api_leader")
+		return v == 1, logs.String()
+	})
+
+	instances := base + "/v1/envs/prod/apps/stock-service/instances"
+	lease := newLease()
+	status, _, body := authCall(t, http.MethodPost, instances, stockRegistration(lease), saToken(t, cs, deployNamespace, "stock", pod, tokenAudience))
+	wantAnswer(t, "pod-bound registration", status, body, http.StatusCreated, "", "")
+
+	intruder := saToken(t, cs, otherNamespace, "intruder", nil, tokenAudience)
+	for _, target := range []string{instances, instances + "?namespace=" + deployNamespace} {
+		status, _, body = authCall(t, http.MethodPost, target, stockRegistration(newLease()), intruder)
+		wantAnswer(t, "registration by another namespace's ServiceAccount", status, body, http.StatusForbidden, model.CodeForbidden, "own-namespace-only")
+	}
+	status, _, body = authCall(t, http.MethodDelete, instances+"/"+strconv.FormatInt(lease, 10), "", intruder)
+	wantAnswer(t, "deregistration by another namespace's ServiceAccount", status, body, http.StatusForbidden, model.CodeForbidden, "own-namespace-only")
+
+	// The leader lists the pods and keeps the entry alive past the TTL.
+	key := "stock-service." + strconv.FormatInt(lease, 10)
+	runDate := func() time.Time {
+		cm, err := cs.CoreV1().ConfigMaps(deployNamespace).Get(t.Context(), "ff-registry-prod", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, _, err := model.ParseEntry(deployNamespace, "prod", key, []byte(cm.Data[key]), model.ParseOptions{})
+		if err != nil {
+			t.Fatalf("entry %s: %v", key, err)
+		}
+		return node.RunDate
+	}
+	registered := runDate()
+	waitFor(t, 2*authServeConfig("", "").TTL+time.Second, "the leader refreshing the pod-bound entry", func() (bool, string) {
+		return runDate().After(registered), "not refreshed"
+	})
+	if v, _ := metricValue(t, base, "registry_api_upkeep_cycles_total", `result="error"`); v != 0 {
+		t.Errorf("%v failed upkeep cycles with the ServiceAccount's permissions:\n%s", v, logs.String())
+	}
+	if v, _ := metricValue(t, base, "registry_api_auth_requests_total", `result="error"`); v != 0 {
+		t.Errorf("%v failed TokenReviews with the ServiceAccount's permissions:\n%s", v, logs.String())
 	}
 }
 
@@ -1234,6 +1320,8 @@ func countLogs(t *testing.T, logs *syncBuffer, msgPrefix string) map[string]int 
 }
 
 // kubeServeConfig is serve's configuration against an API server.
+// Writes need no token here: these tests are about the store, and the tests
+// of authentication set Auth themselves. GC is off (GCAfter 0).
 func kubeServeConfig(kubeconfig string, interval time.Duration, namespaces ...string) Config {
 	return Config{
 		Addr:            "127.0.0.1:0",
@@ -1246,6 +1334,7 @@ func kubeServeConfig(kubeconfig string, interval time.Duration, namespaces ...st
 		LogLevel:        "info",
 		LogFormat:       "json",
 		ShutdownTimeout: 5 * time.Second,
+		Auth:            authNone,
 	}
 }
 

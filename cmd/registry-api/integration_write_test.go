@@ -290,7 +290,7 @@ func kubeconfigServerURL(t *testing.T, path string) string {
 }
 
 // TestIntegrationExampleManifest has the API server validate the example
-// app of deploy/examples, which the base does not apply.
+// apps of deploy/examples, which the base does not apply.
 func TestIntegrationExampleManifest(t *testing.T) {
 	srv := sharedServer(t)
 	createNamespace(t, adminClient(t, srv), "firefly")
@@ -305,7 +305,21 @@ func TestIntegrationExampleManifest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"service/inventory-service", "deployment.apps/inventory-service"} {
+	for _, want := range []string{"service/inventory-service", "serviceaccount/inventory-service", "deployment.apps/inventory-service"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl apply output lacks %s:\n%s", want, out)
+		}
+	}
+	// The pod-bound example names no namespace: it goes where it is applied.
+	podBound, err := filepath.Abs(filepath.Join("..", "..", "deploy", "examples", "pod-bound-registration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = srv.Kubectl("apply", "--dry-run=server", "-n", "firefly", "-f", podBound)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"serviceaccount/user-service", "deployment.apps/user-service"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("kubectl apply output lacks %s:\n%s", want, out)
 		}

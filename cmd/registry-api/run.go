@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	st, err := openStore(ctx, cfg, getenv, zone, log)
+	st, client, err := openStore(ctx, cfg, getenv, zone, log)
 	if err != nil {
 		return err
 	}
@@ -97,6 +97,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		ReadOnly:       cfg.ReadOnly,
 		WriteNamespace: writeNamespace,
 	}
+	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
+		return err
+	}
 	if !cfg.ReadOnly {
 		writer, err := registry.New(registry.Options{
 			Store:             st,
@@ -116,6 +119,15 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// requests' writes are flushed and waited for.
 		defer writer.Close()
 		deps.Writer = writer
+
+		// The leader's work stops as soon as ctx ends, releasing the lease so
+		// that another replica takes over; this waits for it before the
+		// writer it uses is closed.
+		stopUpkeep, err := startUpkeep(ctx, cfg, getenv, st, client, writer, log, reg)
+		if err != nil {
+			return err
+		}
+		defer stopUpkeep()
 	}
 	handler, err := httpapi.NewServer(deps)
 	if err != nil {
@@ -147,6 +159,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("store", cfg.Store).Strs("namespaces", cfg.Namespaces).
 		Bool("read_only", cfg.ReadOnly).Str("write_namespace", writeNamespace).
+		Str("auth", cfg.authMode()).Bool("read_auth", cfg.ReadAuth).Dur("gc_after", cfg.GCAfter).
 		Str("version", version).Msg("registry-api listening")
 
 	select {
@@ -181,28 +194,30 @@ func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "registry-api").Logger(), nil
 }
 
-func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, error) {
+// openStore opens the store, and for the kube store the client of its API
+// server, which also reviews tokens and elects the leader.
+func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, kubernetes.Interface, error) {
 	if cfg.Store == "memory" {
 		var seed []corev1.ConfigMap
 		if cfg.Seed != "" {
 			cms, err := store.LoadSeedFile(cfg.Seed)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			seed = cms
 		}
 		mem, err := store.NewMemory(seed...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if cfg.SeedKeepalive {
 			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
-		return mem, nil
+		return mem, nil, nil
 	}
 	restCfg, err := kubeConfig(cfg, getenv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	restCfg.UserAgent = "registry-api/" + version
 	// client-go's default of 5 requests a second would throttle the write
@@ -211,9 +226,9 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 	restCfg.QPS, restCfg.Burst = kubeQPS, kubeBurst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &store.Kube{Client: client}, nil
+	return &store.Kube{Client: client}, client, nil
 }
 
 // kubeConfig finds API server credentials: in-cluster inside a pod, else a

@@ -442,6 +442,18 @@ func TestConfigValidation(t *testing.T) {
 		"negative configmap bytes":    func(c *Config) { c.MaxConfigMapBytes = -1 },
 		"write namespace not watched": func(c *Config) { c.WriteNamespace = "shop" },
 		"write namespace invalid":     func(c *Config) { c.WriteNamespace = "Shop_1" },
+
+		"kubernetes auth on the memory store": func(c *Config) { c.Auth = "kubernetes" },
+		"unknown auth":                        func(c *Config) { c.Auth = "ldap" },
+		"read auth without auth":              func(c *Config) { c.ReadAuth = true },
+		"admin group without a name":          func(c *Config) { c.AdminSubjects = []string{"group:"} },
+		"negative GC age":                     func(c *Config) { c.GCAfter = -time.Minute },
+		"GC age within the TTL":               func(c *Config) { c.GCAfter = 5 * time.Second },
+		"lease duration not whole seconds":    func(c *Config) { c.LeaseDuration = 1500 * time.Millisecond },
+		"renew deadline past the lease":       func(c *Config) { c.LeaseRenewDeadline = 20 * time.Second },
+		"retry period past the renew":         func(c *Config) { c.LeaseRetryPeriod = 9 * time.Second },
+		"lease namespace invalid":             func(c *Config) { c.LeaseNamespace = "Bad_NS" },
+		"lease name invalid":                  func(c *Config) { c.LeaseName = "Bad Name" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)

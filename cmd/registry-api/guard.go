@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/acme/registry-api/internal/auth"
+	httpapi "github.com/acme/registry-api/internal/http"
+	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/upkeep"
+)
+
+// configureAuth sets the server's authentication and write policy from
+// REGISTRY_AUTH and friends.
+func configureAuth(deps *httpapi.Deps, cfg Config, client kubernetes.Interface, log zerolog.Logger, reg prometheus.Registerer) error {
+	if cfg.authMode() != authKubernetes {
+		return nil
+	}
+	a, err := auth.New(auth.Options{
+		Reviewer:   client.AuthenticationV1().TokenReviews(),
+		Audiences:  cfg.TokenAudiences,
+		Log:        log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	admins, err := auth.ParseSubjects(cfg.AdminSubjects)
+	if err != nil {
+		return fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
+	}
+	deps.Auth = a
+	deps.Policy = auth.Policy{Admins: admins}
+	deps.ReadAuth = cfg.ReadAuth
+	return nil
+}
+
+// startUpkeep starts the leader's work: keeping pod-bound entries alive and
+// GC. Against an API server it runs on the elected leader only; on the
+// memory store, a single process, it runs here, and only GC has anything to
+// do. It stops when ctx ends; the returned function stops it and waits.
+func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st store.Store, client kubernetes.Interface,
+	writer *registry.Writer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
+	namespaces, _ := cfg.watchedNamespaces()
+	zone, _ := time.LoadLocation(cfg.RunDateZone)
+	opts := upkeep.Options{
+		ConfigMaps: st,
+		Writer:     writer,
+		Namespaces: namespaces,
+		Interval:   cfg.TTL / 2,
+		GCAfter:    cfg.GCAfter,
+		Zone:       zone,
+		Log:        log,
+		Registerer: reg,
+	}
+	if client != nil {
+		opts.Pods = upkeep.KubePods{Client: client}
+	}
+	keeper, err := upkeep.NewKeeper(opts)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil && cfg.GCAfter == 0 {
+		return func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	stop := func() {
+		cancel()
+		<-done
+	}
+	if client == nil {
+		go func() {
+			defer close(done)
+			keeper.Run(ctx)
+		}()
+		return stop, nil
+	}
+
+	leaseNamespace, ok := cfg.leaseNamespace(getenv)
+	if !ok {
+		cancel()
+		return nil, fmt.Errorf("REGISTRY_LEASE_NAMESPACE: watching all namespaces, the leader Lease needs a namespace: set REGISTRY_LEASE_NAMESPACE or POD_NAMESPACE")
+	}
+	leaseName := cfg.LeaseName
+	if leaseName == "" {
+		leaseName = "registry-api"
+	}
+	identity, err := leaderIdentity(getenv)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	elector, err := upkeep.NewElector(upkeep.ElectionOptions{
+		Client:        client,
+		Namespace:     leaseNamespace,
+		Name:          leaseName,
+		Identity:      identity,
+		LeaseDuration: cfg.LeaseDuration,
+		RenewDeadline: cfg.LeaseRenewDeadline,
+		RetryPeriod:   cfg.LeaseRetryPeriod,
+		Log:           log,
+		Registerer:    reg,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("REGISTRY_LEASE_*: %w", err)
+	}
+	go func() {
+		defer close(done)
+		elector.Run(ctx, keeper.Run)
+	}()
+	return stop, nil
+}
+
+// leaderIdentity names this replica in the Lease: its pod's name, else the
+// host's, made unique so that two processes on one host (hostNetwork, tests)
+// never both believe they hold the lease.
+func leaderIdentity(getenv func(string) string) (string, error) {
+	name := getenv("POD_NAME")
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("leader identity: %w", err)
+		}
+		name = h
+	}
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("leader identity: %w", err)
+	}
+	return name + "_" + hex.EncodeToString(b), nil
+}
