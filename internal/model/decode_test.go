@@ -107,7 +107,7 @@ func checkDecoding(t *testing.T, how string, raw []byte, got serviceNodeIn, err 
 // fastDecodeSeeds are entries as writers produce them and the corners where
 // encoding/json's behaviour is easy to get wrong.
 var fastDecodeSeeds = []string{
-	// The wire fixtures (/work/shared/fixtures/configmaps-go-micro.yaml).
+	// The wire fixtures (the shared fixtures, configmaps-go-micro.yaml).
 	`{"proto_count":1,"lease_id":1795695862716099677,"run_date":"2026-11-26 12:24:22","methods":{"/acme.order.v1.OrderService/Create":true,"/acme.order.v1.OrderService/Get":true},"network":{"sn":"firefly-main-network","internal":"order-service.shop.svc.cluster.local:9090","external":"127.0.0.1"},"kernel":{"language":"Golang","version":"v0.0.1"},"meta":{"env":"prod","app_id":"order-service","version":"v1"}}`,
 	`{"proto_count":1,"lease_id":1795695862709570046,"run_date":"2026-11-26 12:24:22","methods":{"/acme.user.v1.UserService/GetProfile":true,"/acme.user.v1.UserService/Login":true},"network":{"sn":"firefly-main-network","internal":"user-service:8080","external":"127.0.0.1"},"kernel":{"language":"Golang","version":"v0.0.1"},"meta":{"env":"prod","app_id":"user-service","version":"v1"}}`,
 	`{"proto_count":1,"lease_id":1795695862712874049,"run_date":"2026-11-26 12:24:22","methods":{"/acme.user.v1.UserService/GetProfile":true,"/acme.user.v1.UserService/Login":true,"/acme.user.v1.UserService/UpdateProfile":true},"network":{"sn":"firefly-main-network","internal":"user-service:8080","external":"127.0.0.1"},"kernel":{"language":"Golang","version":"v0.0.1"},"meta":{"env":"prod","app_id":"user-service","version":"v2"}}`,

@@ -14,7 +14,7 @@ import (
 	"github.com/acme/registry-api/internal/model"
 )
 
-// The values of /work/shared/fixtures/configmaps-go-micro.yaml (also in
+// The values of the shared fixtures' configmaps-go-micro.yaml (also in
 // internal/store/testdata), exactly as the Go registry library writes them.
 const (
 	fixtureOrder1 = `{"proto_count":1,"lease_id":1795695862716099677,"run_date":"2026-11-26 12:24:22","methods":{"/acme.order.v1.OrderService/Create":true,"/acme.order.v1.OrderService/Get":true},"network":{"sn":"firefly-main-network","internal":"order-service.shop.svc.cluster.local:9090","external":"127.0.0.1"},"kernel":{"language":"Golang","version":"v0.0.1"},"meta":{"env":"prod","app_id":"order-service","version":"v1"}}`
