@@ -1,9 +1,9 @@
 package auth
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
 type metrics struct {
@@ -20,16 +20,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	if err := reg.Register(m.results); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return nil, err
-		}
-		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
-		if !ok {
-			return nil, err
-		}
-		m.results = existing
+	var err error
+	if m.results, err = sharedmetrics.Register(reg, m.results); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,12 +1,13 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/acme/registry-api/internal/metrics"
 )
 
 // unmatchedRoute labels requests that match no route, so that scanners
@@ -50,10 +51,10 @@ func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
 		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	}, []string{"route", "method"})
 	var err error
-	if requests, err = register(reg, requests); err != nil {
+	if requests, err = metrics.Register(reg, requests); err != nil {
 		return nil, err
 	}
-	if duration, err = register(reg, duration); err != nil {
+	if duration, err = metrics.Register(reg, duration); err != nil {
 		return nil, err
 	}
 	m := &httpMetrics{
@@ -66,21 +67,6 @@ func newHTTPMetrics(reg *prometheus.Registry) (*httpMetrics, error) {
 		m.unmatched[method] = m.newRouteMetrics(unmatchedRoute, method)
 	}
 	return m, nil
-}
-
-// register adds c to reg, or returns the equal collector already there, so
-// that several servers can share one registry.
-func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *httpMetrics) newRouteMetrics(route, method string) *routeMetrics {

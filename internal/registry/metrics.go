@@ -1,9 +1,9 @@
 package registry
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
 type metrics struct {
@@ -38,31 +38,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Several writers (tests, a restarted server) may share one registry.
 	var err error
-	if m.storeWrites, err = register(reg, m.storeWrites); err != nil {
+	if m.storeWrites, err = sharedmetrics.Register(reg, m.storeWrites); err != nil {
 		return nil, err
 	}
-	if m.ops, err = register(reg, m.ops); err != nil {
+	if m.ops, err = sharedmetrics.Register(reg, m.ops); err != nil {
 		return nil, err
 	}
-	if m.batchSize, err = register(reg, m.batchSize); err != nil {
+	if m.batchSize, err = sharedmetrics.Register(reg, m.batchSize); err != nil {
 		return nil, err
 	}
-	if m.conflicts, err = register(reg, m.conflicts); err != nil {
+	if m.conflicts, err = sharedmetrics.Register(reg, m.conflicts); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector registered before.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

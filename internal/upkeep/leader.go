@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
 // Defaults of ElectionOptions, those of Kubernetes' own controllers.
@@ -111,7 +113,7 @@ func NewElector(opts ElectionOptions) (*Elector, error) {
 	})
 	if opts.Registerer != nil {
 		var err error
-		if gauge, err = register(opts.Registerer, gauge); err != nil {
+		if gauge, err = sharedmetrics.Register(opts.Registerer, gauge); err != nil {
 			return nil, fmt.Errorf("leader election: metrics: %w", err)
 		}
 	}

@@ -1,9 +1,9 @@
 package upkeep
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
 type metrics struct {
@@ -36,32 +36,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.gcRemoved, err = register(reg, m.gcRemoved); err != nil {
+	if m.gcRemoved, err = sharedmetrics.Register(reg, m.gcRemoved); err != nil {
 		return nil, err
 	}
-	if m.podGoneRemoved, err = register(reg, m.podGoneRemoved); err != nil {
+	if m.podGoneRemoved, err = sharedmetrics.Register(reg, m.podGoneRemoved); err != nil {
 		return nil, err
 	}
-	if m.refreshed, err = register(reg, m.refreshed); err != nil {
+	if m.refreshed, err = sharedmetrics.Register(reg, m.refreshed); err != nil {
 		return nil, err
 	}
-	if m.cycles, err = register(reg, m.cycles); err != nil {
+	if m.cycles, err = sharedmetrics.Register(reg, m.cycles); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector registered before:
-// several keepers or electors (tests, a restarted server) may share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

@@ -1,11 +1,11 @@
 package watch
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acme/registry-api/internal/model"
+
+	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
 type metrics struct {
@@ -33,14 +33,20 @@ func newMetrics(reg prometheus.Registerer, p *Poller) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.pollDuration, m.pollErrors, m.entriesParsed, &snapshotCollector{p: p}} {
-		if err := reg.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) {
-				continue
-			}
-			return nil, err
-		}
+	var err error
+	if m.pollDuration, err = sharedmetrics.Register(reg, m.pollDuration); err != nil {
+		return nil, err
+	}
+	if m.pollErrors, err = sharedmetrics.Register(reg, m.pollErrors); err != nil {
+		return nil, err
+	}
+	if m.entriesParsed, err = sharedmetrics.Register(reg, m.entriesParsed); err != nil {
+		return nil, err
+	}
+	// The first poller on a registry reports the snapshot gauges; one service
+	// has one poller.
+	if _, err := sharedmetrics.Register(reg, prometheus.Collector(&snapshotCollector{p: p})); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
