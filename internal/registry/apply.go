@@ -75,7 +75,9 @@ func (m *memo) put(key string, lease int64, in, out string, node *model.Node) {
 }
 
 // applier applies operations, in order, to one fresh copy of a ConfigMap's
-// data, and tracks its size as the API server would count it.
+// data, and tracks its size. It counts keys as well as values, which the API
+// server does not: the guard errs on the side of room to spare, and its
+// number matches what an operator sees summing the data.
 type applier struct {
 	ref     ref
 	data    map[string]string
