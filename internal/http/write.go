@@ -98,18 +98,12 @@ func handleRegister(wd writeDeps) http.HandlerFunc {
 // handleHeartbeat serves PUT /v1/envs/{env}/apps/{appId}/instances/{leaseId}/heartbeat.
 func handleHeartbeat(wd writeDeps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		env, app := pathParam(r, "env"), pathParam(r, "appId")
-		lease, err := leaseParam(r)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		ns, err := wd.chooseNamespace(r, env)
+		in, err := wd.instanceOf(r)
 		if err != nil {
 			writeFailure(w, r, err)
 			return
 		}
-		res, err := wd.writer.Heartbeat(r.Context(), ns, env, app, lease, wd.guard(r, auth.ActionHeartbeat, ns))
+		res, err := wd.writer.Heartbeat(r.Context(), in.namespace, in.env, in.app, in.lease, wd.guard(r, auth.ActionHeartbeat, in.namespace))
 		if err != nil {
 			writeFailure(w, r, err)
 			return
@@ -128,18 +122,12 @@ func handleHeartbeat(wd writeDeps) http.HandlerFunc {
 // An instance already gone is no error: a preStop hook may run twice.
 func handleDeregister(wd writeDeps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		env, app := pathParam(r, "env"), pathParam(r, "appId")
-		lease, err := leaseParam(r)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		ns, err := wd.chooseNamespace(r, env)
+		in, err := wd.instanceOf(r)
 		if err != nil {
 			writeFailure(w, r, err)
 			return
 		}
-		if err := wd.writer.Deregister(r.Context(), ns, env, app, lease, wd.guard(r, auth.ActionDeregister, ns)); err != nil {
+		if err := wd.writer.Deregister(r.Context(), in.namespace, in.env, in.app, in.lease, wd.guard(r, auth.ActionDeregister, in.namespace)); err != nil {
 			writeFailure(w, r, err)
 			return
 		}
@@ -235,6 +223,26 @@ func writeFailure(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header()[hdrRetryAfter] = retryWriteAfter
 	}
 	writeProblem(w, r, err)
+}
+
+// instance is the registered instance a heartbeat or deregistration names.
+type instance struct {
+	namespace, env, app string
+	lease               int64
+}
+
+// instanceOf reads the instance from the path and picks its namespace.
+func (wd writeDeps) instanceOf(r *http.Request) (instance, error) {
+	lease, err := leaseParam(r)
+	if err != nil {
+		return instance{}, err
+	}
+	env := pathParam(r, "env")
+	ns, err := wd.chooseNamespace(r, env)
+	if err != nil {
+		return instance{}, err
+	}
+	return instance{namespace: ns, env: env, app: pathParam(r, "appId"), lease: lease}, nil
 }
 
 // leaseParam reads {leaseId} with strconv, never through a float64, and only
