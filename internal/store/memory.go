@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -119,7 +120,20 @@ func (m *Memory) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.Conf
 		return nil, apierrors.NewConflict(configMapResource, cm.Name,
 			fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
 	}
+	if unchanged(cur, cm) {
+		// Like the API server: a no-op update writes nothing and keeps the
+		// resourceVersion, so pollers see nothing to re-read.
+		return cur.DeepCopy(), nil
+	}
 	return m.put(k, cm), nil
+}
+
+func unchanged(cur, next *corev1.ConfigMap) bool {
+	return apiequality.Semantic.DeepEqual(cur.Data, next.Data) &&
+		apiequality.Semantic.DeepEqual(cur.BinaryData, next.BinaryData) &&
+		apiequality.Semantic.DeepEqual(cur.Labels, next.Labels) &&
+		apiequality.Semantic.DeepEqual(cur.Annotations, next.Annotations) &&
+		apiequality.Semantic.DeepEqual(cur.Immutable, next.Immutable)
 }
 
 // put stores a copy under a fresh resourceVersion; m.mu is held.

@@ -532,3 +532,34 @@ func TestMemoryConcurrentUpdaters(t *testing.T) {
 	conflicts.Range(func(_, v any) bool { total += v.(int); return true })
 	t.Logf("%d conflicts retried", total)
 }
+
+func TestMemoryNoOpUpdateKeepsResourceVersion(t *testing.T) {
+	ctx := context.Background()
+	m, err := NewMemory(corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "firefly", Name: "ff-registry-prod"},
+		Data:       map[string]string{"a.1": "{}"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := m.Get(ctx, "firefly", "ff-registry-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := m.Update(ctx, cur.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.ResourceVersion != cur.ResourceVersion {
+		t.Fatalf("no-op update moved resourceVersion %s -> %s", cur.ResourceVersion, same.ResourceVersion)
+	}
+	changed := cur.DeepCopy()
+	changed.Data["a.1"] = `{"x":1}`
+	next, err := m.Update(ctx, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.ResourceVersion == cur.ResourceVersion {
+		t.Fatal("a real change kept the resourceVersion")
+	}
+}
