@@ -3,9 +3,8 @@ package watch
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/acme/registry-api/internal/model"
-
 	sharedmetrics "github.com/acme/registry-api/internal/metrics"
+	"github.com/acme/registry-api/internal/model"
 )
 
 type metrics struct {
