@@ -228,7 +228,7 @@ func TestAPI(t *testing.T) {
 			check: detailContains("request body is required")},
 		{name: "batch wrong media type", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":["/a.B/C"]}`, header: map[string]string{"Content-Type": "text/plain"}},
 			status: 415, code: model.CodeUnsupportedMedia},
-		{name: "batch too large", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":["` + strings.Repeat("a", maxRequestBody) + `"]}`},
+		{name: "batch too large", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":["` + strings.Repeat("a", maxResolveBody) + `"]}`},
 			status: 413, code: model.CodePayloadTooLarge},
 		{name: "batch unknown env", req: request{method: "POST", target: "/v1/envs/nowhere/resolve", body: `{"methods":["/a.B/C"]}`}, status: 404, code: model.CodeEnvNotFound},
 		{name: "unknown route", req: request{target: "/v2/anything"}, status: 404, code: model.CodeNotFound},

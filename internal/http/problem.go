@@ -19,6 +19,9 @@ var problemKinds = map[model.Code]problemKind{
 	model.CodeMalformedMethod:    {http.StatusBadRequest, "Malformed method name"},
 	model.CodeTooManyMethods:     {http.StatusBadRequest, "Too many methods"},
 	model.CodePayloadTooLarge:    {http.StatusRequestEntityTooLarge, "Payload too large"},
+	model.CodeURITooLong:         {http.StatusRequestURITooLong, "URI too long"},
+	model.CodeRequestTimeout:     {http.StatusRequestTimeout, "Request timeout"},
+	model.CodeOverloaded:         {http.StatusServiceUnavailable, "Overloaded"},
 	model.CodeNotFound:           {http.StatusNotFound, "Not found"},
 	model.CodeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
 	model.CodeNotAcceptable:      {http.StatusNotAcceptable, "Not acceptable"},
@@ -81,6 +84,8 @@ func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 		rec.err = err
 	}
 	p := newProblem(err)
-	p.Instance = r.URL.EscapedPath()
+	if path := r.URL.EscapedPath(); len(path) <= maxPathBytes {
+		p.Instance = path
+	}
 	writeJSON(w, r, p.Status, ctProblem, p)
 }

@@ -16,6 +16,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	snaps := deps.Snapshots
 
 	r.Use(s.observe)
+	r.Use(s.admit)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
 
@@ -73,5 +74,5 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 
 	// Static assets: nothing to validate.
 	r.Get("/docs", handleDocsRedirect())
-	r.Method(http.MethodGet, "/docs/*", http.StripPrefix("/docs", swaggerui.Handler()))
+	r.Method(http.MethodGet, "/docs/*", http.StripPrefix("/docs", swaggerui.Handler(http.HandlerFunc(docsNotFound))))
 }

@@ -51,6 +51,12 @@ type Deps struct {
 	// ReadAuth requires a valid token for the read API too; probes, metrics
 	// and the API document stay open.
 	ReadAuth bool
+	// MaxInFlight caps the requests a replica answers at once; beyond it
+	// the answer is 503 overloaded. Zero means 512.
+	MaxInFlight int
+	// BodyReadTimeout bounds how long a request body may take to arrive;
+	// zero means 10 s.
+	BodyReadTimeout time.Duration
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
@@ -77,6 +83,15 @@ func (d *Deps) validate() error {
 	if d.TTL < 0 {
 		return errors.New("httpapi: Deps.TTL must not be negative")
 	}
+	if d.MaxInFlight < 0 || d.BodyReadTimeout < 0 {
+		return errors.New("httpapi: Deps.MaxInFlight and Deps.BodyReadTimeout must not be negative")
+	}
+	if d.MaxInFlight == 0 {
+		d.MaxInFlight = defaultMaxInFlight
+	}
+	if d.BodyReadTimeout == 0 {
+		d.BodyReadTimeout = defaultBodyReadTimeout
+	}
 	if d.ReadAuth && d.Auth == nil {
 		return errors.New("httpapi: Deps.ReadAuth needs Deps.Auth")
 	}
@@ -99,6 +114,8 @@ type server struct {
 	router  *chi.Mux
 	spec    *apiSpec
 	metrics *httpMetrics
+	// admission is shared by every request; see admit.
+	admission *admission
 }
 
 // NewServer builds the API's handler: every route, request validation against
@@ -123,11 +140,20 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	am, err := newAdmissionMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
 	s := &server{
 		log:     deps.Log,
 		router:  chi.NewRouter(),
 		spec:    spec,
 		metrics: metrics,
+		admission: &admission{
+			maxInFlight: int64(deps.MaxInFlight),
+			bodyTimeout: deps.BodyReadTimeout,
+			metrics:     am,
+		},
 	}
 	addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,10 +19,6 @@ import (
 	registryapi "github.com/acme/registry-api"
 	"github.com/acme/registry-api/internal/model"
 )
-
-// maxRequestBody caps request bodies; a batch of 1000 long method names
-// stays well below it.
-const maxRequestBody = 1 << 20
 
 // apiSpec is openapi.yaml loaded once: what /openapi.* serve and what
 // requests are validated against.
@@ -46,10 +44,12 @@ type operation struct {
 	maxBody int64
 }
 
-// bodyLimits are the operations whose bodies are capped below
-// maxRequestBody; openapi.yaml states each limit in its 413 answer.
+// bodyLimits caps the body of every operation that takes one; openapi.yaml
+// states each limit in its 413 answer. An operation with a body and no
+// limit here fails at startup.
 var bodyLimits = map[string]int64{
 	"registerInstance": maxRegisterBody,
+	"resolveMethods":   maxResolveBody,
 }
 
 // paramCheck validates one parameter. A present plain-string parameter is
@@ -128,13 +128,14 @@ func (s *apiSpec) bind(method, pattern string) error {
 			Method:    method,
 			Operation: op,
 		},
-		maxBody: maxRequestBody,
-	}
-	if limit, ok := bodyLimits[op.OperationID]; ok {
-		o.maxBody = limit
 	}
 	if op.RequestBody != nil {
 		o.body = op.RequestBody.Value
+		limit, ok := bodyLimits[op.OperationID]
+		if !ok {
+			return fmt.Errorf("route %s %s: operation %s takes a body but has no size limit", method, pattern, op.OperationID)
+		}
+		o.maxBody = limit
 	}
 	params := slices.Clone(op.Parameters)
 	for _, ref := range item.Parameters {
@@ -232,13 +233,14 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 		}
 	}
 	if op.body != nil {
-		if r.Body != nil {
-			// Given the connection's own writer, MaxBytesReader also tells
-			// the server to close the connection rather than drain the rest.
-			if rec, ok := w.(*recorder); ok {
-				w = rec.ResponseWriter
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, op.maxBody)
+		// The body is bounded and checked for shape before the validator
+		// sees it: its errors and allocations grow with a body's depth.
+		body, err := readBody(w, r, op.maxBody)
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		in, err := input()
 		if err != nil {
@@ -283,16 +285,18 @@ func pathValue(r *http.Request, chiKey string) (string, error) {
 	return pathParam(r, chiKey), nil
 }
 
-// requestError turns a validation failure into one line that names the
-// parameter or body field and the problem, instead of kin's full dump.
+// requestError turns a validation failure into one short line that names
+// the parameter or body field and the problem. kin's own error text dumps
+// the schema and the value, and grows with the square of a body's depth,
+// so it is never formatted: neither the detail nor the log carries it.
 func requestError(err error) error {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return &model.Error{Code: model.CodePayloadTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit), Err: err}
+		return boundedError(model.CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit))
 	}
 	var re *openapi3filter.RequestError
 	if !errors.As(err, &re) {
-		return &model.Error{Code: model.CodeInvalid, Message: "request does not match the API document", Err: err}
+		return boundedError(model.CodeInvalid, "request does not match the API document")
 	}
 	var se *openapi3.SchemaError
 	hasSchemaErr := errors.As(re.Err, &se)
@@ -302,27 +306,34 @@ func requestError(err error) error {
 		if re.Parameter.In == openapi3.ParameterInPath && re.Parameter.Name == "method" {
 			code = model.CodeMalformedMethod
 		}
-		return &model.Error{Code: code, Message: fmt.Sprintf("%s parameter %q: %s", re.Parameter.In, re.Parameter.Name, failure(re, se)), Err: err}
+		return boundedError(code, fmt.Sprintf("%s parameter %q: %s", re.Parameter.In, re.Parameter.Name, failure(re, se)))
 	case re.RequestBody != nil:
 		switch {
 		case strings.HasPrefix(re.Reason, "header Content-Type"):
-			return &model.Error{Code: model.CodeUnsupportedMedia, Message: "request body must be application/json", Err: err}
+			return boundedError(model.CodeUnsupportedMedia, "request body must be application/json")
 		case errors.Is(re.Err, openapi3filter.ErrInvalidRequired):
-			return &model.Error{Code: model.CodeInvalid, Message: "request body is required", Err: err}
+			return boundedError(model.CodeInvalid, "request body is required")
 		case !hasSchemaErr:
-			return &model.Error{Code: model.CodeInvalid, Message: "request body is not valid JSON", Err: err}
+			return boundedError(model.CodeInvalid, "request body is not valid JSON")
 		}
-		field := "/" + strings.Join(se.JSONPointer(), "/")
+		field := clip("/"+strings.Join(se.JSONPointer(), "/"), maxDetailValue)
 		if field == "/methods" && se.SchemaField == "maxItems" {
-			return &model.Error{Code: model.CodeTooManyMethods, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
+			return boundedError(model.CodeTooManyMethods, fmt.Sprintf("request body field %s: %s", field, failure(re, se)))
 		}
 		if field == "/methods" && se.SchemaField == "oneOf" {
 			// kin names the combinator, not the forms it allows.
-			return &model.Error{Code: model.CodeInvalid, Message: "request body field /methods: must be an array of gRPC method names or an object mapping each to true", Err: err}
+			return boundedError(model.CodeInvalid, "request body field /methods: must be an array of gRPC method names or an object mapping each to true")
 		}
-		return &model.Error{Code: model.CodeInvalid, Message: fmt.Sprintf("request body field %s: %s", field, failure(re, se)), Err: err}
+		return boundedError(model.CodeInvalid, fmt.Sprintf("request body field %s: %s", field, failure(re, se)))
 	}
-	return &model.Error{Code: model.CodeInvalid, Message: firstLine(re.Error()), Err: err}
+	return boundedError(model.CodeInvalid, firstLine(re.Reason))
+}
+
+// maxDetail caps a validation problem's detail.
+const maxDetail = 300
+
+func boundedError(code model.Code, msg string) error {
+	return &model.Error{Code: code, Message: clip(msg, maxDetail)}
 }
 
 // failure says in a few words what is wrong with a value.
@@ -337,7 +348,8 @@ func failure(re *openapi3filter.RequestError, se *openapi3.SchemaError) string {
 	case errors.Is(re.Err, openapi3filter.ErrInvalidEmptyValue):
 		return "must not be empty"
 	case re.Err != nil:
-		return firstLine(re.Err.Error())
+		// Not a SchemaError (that case is above): a short parse failure.
+		return clip(firstLine(re.Err.Error()), maxDetail)
 	}
 	return firstLine(re.Reason)
 }

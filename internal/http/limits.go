@@ -1,0 +1,464 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/acme/registry-api/internal/metrics"
+	"github.com/acme/registry-api/internal/model"
+)
+
+// Limits that no valid request comes near. They are checked before routing
+// or validation, so that a hostile request costs a few microseconds and a
+// bounded number of bytes whatever its shape. openapi.yaml and the README
+// state each of them.
+const (
+	// maxPathBytes caps the escaped path: a gRPC method name (at most 1024
+	// bytes) percent-encoded whole, with its env, still fits.
+	maxPathBytes = 4096
+	// maxQueryBytes caps the raw query string.
+	maxQueryBytes = 2048
+	// maxQueryParams caps the number of query parameters; no route takes
+	// more than a handful.
+	maxQueryParams = 16
+	// maxJSONDepth caps the nesting of a request body: the deepest valid
+	// request nests objects and arrays two levels deep.
+	maxJSONDepth = 8
+	// maxResolveBody caps a batch resolution's body: 1000 method names of
+	// 250 bytes each, with room to spare. Longer names fit in smaller batches.
+	maxResolveBody = 256 << 10
+	// maxDetailValue caps how much of a request's own value a problem's
+	// detail or a log line quotes back.
+	maxDetailValue = 64
+	// maxLoggedError caps the error text of a request's log line.
+	maxLoggedError = 512
+	// maxLoggedPath caps the path of a request's log line.
+	maxLoggedPath = 256
+)
+
+// Defaults of the limits an operator can change (Deps).
+const (
+	// defaultMaxInFlight bounds concurrent requests. Reads answer in
+	// microseconds; writes wait for their batch and the API server, about a
+	// tenth of a second, so a few hundred in flight is a busy cluster.
+	defaultMaxInFlight = 512
+	// defaultBodyReadTimeout bounds how long a request body may take to
+	// arrive: a 256 KiB body needs well under a second on any cluster network.
+	defaultBodyReadTimeout = 10 * time.Second
+)
+
+// retryOverloadedAfter tells a shed client when to try again: load that
+// exceeds the cap passes within a second or moves to another replica.
+var retryOverloadedAfter = []string{"1"}
+
+// checkTarget refuses a request whose target is larger than any route
+// takes, before chi or the validator look at it.
+func checkTarget(r *http.Request) error {
+	path := r.URL.RawPath
+	if path == "" {
+		path = r.URL.Path
+	}
+	if len(path) > maxPathBytes {
+		return model.Errorf(model.CodeURITooLong, "the request path is %d bytes long; at most %d are accepted", len(path), maxPathBytes)
+	}
+	q := r.URL.RawQuery
+	if len(q) > maxQueryBytes {
+		return model.Errorf(model.CodeURITooLong, "the query string is %d bytes long; at most %d are accepted", len(q), maxQueryBytes)
+	}
+	if q != "" {
+		if n := strings.Count(q, "&") + strings.Count(q, ";") + 1; n > maxQueryParams {
+			return model.Errorf(model.CodeURITooLong, "the query string has %d parameters; at most %d are accepted", n, maxQueryParams)
+		}
+	}
+	return nil
+}
+
+// readBody reads a JSON request body whole, within limit bytes and the
+// server's body deadline, and checks that it is exactly one JSON value
+// nested at most maxJSONDepth deep. It runs before the validator, whose
+// error texts and allocations grow with a body's depth.
+//
+// A body that is not JSON by its Content-Type is left to the validator,
+// which refuses it as unsupported after reading nothing.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return nil, nil
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	// Given the connection's own writer, MaxBytesReader also tells the
+	// server to close the connection rather than drain the rest.
+	if rec, ok := w.(*recorder); ok {
+		w = rec.ResponseWriter
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		// The deadline was for the body alone: an answer may take its time,
+		// and a read deadline left on the connection would end it. After a
+		// failed read it stays, so that the server's drain of the rest of
+		// the body fails at once too and the connection closes.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, tooLarge(limit)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &model.Error{Code: model.CodeRequestTimeout, Message: "the request body did not arrive in time", Err: err}
+		default:
+			return nil, &model.Error{Code: model.CodeInvalid, Message: "the request body could not be read", Err: err}
+		}
+	}
+	if err := checkJSON(body, maxJSONDepth); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) error {
+	return model.Errorf(model.CodePayloadTooLarge, "request body is larger than %d bytes", limit)
+}
+
+// isJSON reports whether a Content-Type names JSON (application/json or a
+// +json type).
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// checkJSON checks in one pass, without allocating, that b holds exactly
+// one JSON value nested at most maxDepth deep. It stops at the first byte
+// that breaks a rule, so a hostile body costs at most its length.
+func checkJSON(b []byte, maxDepth int) error {
+	s := jsonScanner{b: b, maxDepth: maxDepth}
+	s.skipSpace()
+	if s.i == len(b) {
+		return model.Errorf(model.CodeInvalid, "request body is empty; a JSON value is required")
+	}
+	if err := s.value(); err != nil {
+		return err
+	}
+	s.skipSpace()
+	if s.i != len(b) {
+		return model.Errorf(model.CodeInvalid, "request body has data after its JSON value, at byte %d: %s", s.i, quoteValue(b[s.i:]))
+	}
+	return nil
+}
+
+// jsonScanner is a strict RFC 8259 syntax checker with a depth limit. It
+// keeps its stack implicit: the depth of containers is bounded, and each
+// container is scanned iteratively by the loop that opened it.
+type jsonScanner struct {
+	b        []byte
+	i        int
+	depth    int
+	maxDepth int
+}
+
+func (s *jsonScanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) syntaxError(what string) error {
+	if s.i >= len(s.b) {
+		return model.Errorf(model.CodeInvalid, "request body is not valid JSON: it ends early, %s", what)
+	}
+	return model.Errorf(model.CodeInvalid, "request body is not valid JSON: at byte %d, %s", s.i, what)
+}
+
+func (s *jsonScanner) value() error {
+	if s.i >= len(s.b) {
+		return s.syntaxError("expecting a value")
+	}
+	switch c := s.b[s.i]; {
+	case c == '{' || c == '[':
+		return s.container(c)
+	case c == '"':
+		return s.str()
+	case c == '-' || (c >= '0' && c <= '9'):
+		return s.number()
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	}
+	return s.syntaxError("expecting a value")
+}
+
+func (s *jsonScanner) container(open byte) error {
+	s.depth++
+	if s.depth > s.maxDepth {
+		return model.Errorf(model.CodeInvalid, "request body nests deeper than %d levels", s.maxDepth)
+	}
+	closer := byte(']')
+	if open == '{' {
+		closer = '}'
+	}
+	s.i++
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == closer {
+		s.i++
+		s.depth--
+		return nil
+	}
+	for {
+		if open == '{' {
+			s.skipSpace()
+			if s.i >= len(s.b) || s.b[s.i] != '"' {
+				return s.syntaxError("expecting a member name")
+			}
+			if err := s.str(); err != nil {
+				return err
+			}
+			s.skipSpace()
+			if s.i >= len(s.b) || s.b[s.i] != ':' {
+				return s.syntaxError("expecting ':'")
+			}
+			s.i++
+		}
+		s.skipSpace()
+		if err := s.value(); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return s.syntaxError(fmt.Sprintf("expecting ',' or '%c'", closer))
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case closer:
+			s.i++
+			s.depth--
+			return nil
+		default:
+			return s.syntaxError(fmt.Sprintf("expecting ',' or '%c'", closer))
+		}
+	}
+}
+
+func (s *jsonScanner) str() error {
+	s.i++ // the opening quote
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return nil
+		case c == '\\':
+			s.i++
+			if s.i >= len(s.b) {
+				return s.syntaxError("in a string escape")
+			}
+			switch s.b[s.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				if s.i+4 >= len(s.b) {
+					s.i = len(s.b)
+					return s.syntaxError("in a \\u escape")
+				}
+				for _, h := range s.b[s.i+1 : s.i+5] {
+					if !isHex(h) {
+						return s.syntaxError("in a \\u escape")
+					}
+				}
+				s.i += 5
+			default:
+				return s.syntaxError("in a string escape")
+			}
+		case c < 0x20:
+			return s.syntaxError("a control character in a string")
+		case c < utf8.RuneSelf:
+			s.i++
+		default:
+			r, n := utf8.DecodeRune(s.b[s.i:])
+			if r == utf8.RuneError && n == 1 {
+				return s.syntaxError("invalid UTF-8 in a string")
+			}
+			s.i += n
+		}
+	}
+	return s.syntaxError("in a string")
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func (s *jsonScanner) digits() int {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i - start
+}
+
+func (s *jsonScanner) number() error {
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == '0':
+		s.i++
+	case s.digits() == 0:
+		return s.syntaxError("in a number")
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return s.syntaxError("in a number")
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return s.syntaxError("in a number")
+		}
+	}
+	return nil
+}
+
+func (s *jsonScanner) literal(word string) error {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		return s.syntaxError("expecting a value")
+	}
+	s.i += len(word)
+	return nil
+}
+
+// quoteValue quotes at most maxDetailValue bytes of a client's value, for a
+// problem's detail or a log line.
+func quoteValue[T ~string | ~[]byte](v T) string {
+	s := string(v[:min(len(v), maxDetailValue)])
+	q := strconv.Quote(s)
+	if len(v) > maxDetailValue {
+		q += fmt.Sprintf(" (%d more bytes)", len(v)-maxDetailValue)
+	}
+	return q
+}
+
+// clip cuts s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes cut)", len(s)-cut)
+}
+
+// admission holds the per-replica limits every request passes before it is
+// routed: the shape of its target, the deadline of its body and the cap on
+// concurrent requests.
+type admission struct {
+	maxInFlight int64
+	bodyTimeout time.Duration
+	inFlight    atomic.Int64
+	metrics     *admissionMetrics
+}
+
+// admit applies admission to every request. A request beyond the cap is
+// answered 503 at once rather than queued: a queue would hold its memory
+// and answer it late, when its client may have given up. Probes and
+// metrics are never shed, so that an overloaded replica is seen as such
+// rather than restarted.
+func (s *server) admit(next http.Handler) http.Handler {
+	a := s.admission
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkTarget(r); err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			// Cleared by readBody once the body is in; left on for a body
+			// no handler reads, it bounds the server's drain of it too.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout))
+		}
+		if exemptFromCap(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if n := a.inFlight.Add(1); n > a.maxInFlight {
+			a.inFlight.Add(-1)
+			a.metrics.shed.Inc()
+			w.Header()[hdrRetryAfter] = retryOverloadedAfter
+			writeProblem(w, r, model.Errorf(model.CodeOverloaded,
+				"this replica is answering %d requests, its limit; retry in a second", a.maxInFlight))
+			return
+		}
+		a.metrics.inFlight.Inc()
+		defer func() {
+			a.inFlight.Add(-1)
+			a.metrics.inFlight.Dec()
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// exemptFromCap reports whether r is one of the requests the in-flight cap
+// does not count: the probes and the metrics.
+func exemptFromCap(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return false
+}
+
+type admissionMetrics struct {
+	inFlight prometheus.Gauge
+	shed     prometheus.Counter
+}
+
+func newAdmissionMetrics(reg prometheus.Registerer) (*admissionMetrics, error) {
+	inFlight, err := metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "registry_api_http_in_flight_requests",
+		Help: "HTTP requests being answered that count against REGISTRY_MAX_IN_FLIGHT.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	shed, err := metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "registry_api_http_shed_total",
+		Help: "HTTP requests answered 503 overloaded because REGISTRY_MAX_IN_FLIGHT requests were in flight.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &admissionMetrics{inFlight: inFlight, shed: shed}, nil
+}
