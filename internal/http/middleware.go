@@ -71,12 +71,13 @@ func (s *server) observe(next http.Handler) http.Handler {
 		if ev := s.log.WithLevel(level); ev != nil {
 			ev.Str("route", rm.route).
 				Str("method", r.Method).
-				Str("path", r.URL.Path).
+				Str("path", clip(r.URL.Path, maxLoggedPath)).
 				Int("status", status).
 				Int64("bytes", rec.bytes).
 				Dur("duration", elapsed)
 			if rec.err != nil {
-				ev.Str("code", string(model.ErrorCode(rec.err))).Err(rec.err)
+				// Bounded: an error may quote what a client sent.
+				ev.Str("code", string(model.ErrorCode(rec.err))).Str(zerolog.ErrorFieldName, clip(rec.err.Error(), maxLoggedError))
 			}
 			ev.Msg("request")
 		}
@@ -119,7 +120,17 @@ func (s *server) validate(next http.Handler) http.Handler {
 
 // notFound answers requests that match no route.
 func notFound(w http.ResponseWriter, r *http.Request) {
-	writeProblem(w, r, model.Errorf(model.CodeNotFound, "no route for %s", r.URL.EscapedPath()))
+	writeProblem(w, r, model.Errorf(model.CodeNotFound, "no route for %s", quoteValue(r.URL.EscapedPath())))
+}
+
+// docsNotFound answers a path below /docs that names no Swagger UI file,
+// naming the path as the client sent it, before /docs was stripped.
+func docsNotFound(w http.ResponseWriter, r *http.Request) {
+	u := *r.URL
+	u.Path, u.RawPath = "/docs"+u.Path, ""
+	r2 := *r
+	r2.URL = &u
+	notFound(w, &r2)
 }
 
 // methodNotAllowed answers requests whose path is routed for other methods,
@@ -136,6 +147,12 @@ func methodNotAllowed(routes chi.Routes) http.HandlerFunc {
 			if routes.Match(chi.NewRouteContext(), m, path) {
 				allowed = append(allowed, m)
 			}
+		}
+		if len(allowed) == 0 {
+			// chi routes an unknown method here whatever the path; a path
+			// that no method serves is unknown.
+			notFound(w, r)
+			return
 		}
 		w.Header().Set(hdrAllow, strings.Join(allowed, ", "))
 		writeProblem(w, r, model.Errorf(model.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.EscapedPath()))

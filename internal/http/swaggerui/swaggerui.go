@@ -38,8 +38,10 @@ func FS() fs.FS {
 //	r.Handle("/docs/*", http.StripPrefix("/docs", swaggerui.Handler()))
 //
 // The page uses relative URLs only (assets, and ../openapi.yaml for the
-// spec), so the caller must redirect "/docs" to "/docs/".
-func Handler() http.Handler {
+// spec), so the caller must redirect "/docs" to "/docs/". A path that
+// names no embedded file is handed to notFound, so that the caller answers
+// it in the API's own error shape.
+func Handler(notFound http.Handler) http.Handler {
 	files := FS()
 	etags := contentETags(files)
 	fileServer := http.FileServerFS(files)
@@ -52,7 +54,12 @@ func Handler() http.Handler {
 		if name == "" {
 			name = "index.html"
 		}
-		if etag, ok := etags[name]; ok && !strings.HasSuffix(r.URL.Path, "/index.html") {
+		etag, ok := etags[name]
+		if !ok {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		if !strings.HasSuffix(r.URL.Path, "/index.html") {
 			h.Set("ETag", etag)
 		}
 		h.Set("Cache-Control", "no-cache")

@@ -23,7 +23,7 @@ func get(t *testing.T, h http.Handler, target string, header http.Header) *httpt
 }
 
 func TestIndexServesHTML(t *testing.T) {
-	h := Handler()
+	h := Handler(http.NotFoundHandler())
 
 	rec := get(t, h, "/", nil)
 	if rec.Code != http.StatusOK {
@@ -56,7 +56,7 @@ func TestIndexServesHTML(t *testing.T) {
 func TestUnderDocsPrefix(t *testing.T) {
 	// Mounted the way the router does it.
 	mux := http.NewServeMux()
-	mux.Handle("/docs/", http.StripPrefix("/docs", Handler()))
+	mux.Handle("/docs/", http.StripPrefix("/docs", Handler(http.NotFoundHandler())))
 
 	rec := get(t, mux, "/docs/", nil)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "swagger-ui-bundle.js") {
@@ -73,7 +73,7 @@ func TestUnderDocsPrefix(t *testing.T) {
 }
 
 func TestAssets(t *testing.T) {
-	h := Handler()
+	h := Handler(http.NotFoundHandler())
 	for _, tc := range []struct {
 		path    string
 		ctype   string // substring of Content-Type
@@ -108,7 +108,7 @@ func TestAssets(t *testing.T) {
 }
 
 func TestRevalidation(t *testing.T) {
-	h := Handler()
+	h := Handler(http.NotFoundHandler())
 	for _, p := range []string{"/", "/swagger-ui-bundle.js"} {
 		rec := get(t, h, p, nil)
 		etag := rec.Header().Get("ETag")
