@@ -34,6 +34,9 @@ type Config struct {
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"json" desc:"json or console"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	MaxInFlight     int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
+	BodyReadTimeout time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	LogLineBytes    int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
 	Kubeconfig      string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
 
 	ReadOnly          bool          `split_words:"true" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
@@ -85,6 +88,16 @@ func (c *Config) validate() error {
 	case "json", "console":
 	default:
 		return fmt.Errorf("REGISTRY_LOG_FORMAT=%q: want json or console", c.LogFormat)
+	}
+	if c.MaxInFlight < 0 {
+		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must be positive", c.MaxInFlight)
+	}
+	if c.BodyReadTimeout < 0 {
+		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)
+	}
+	// 0, a Config built in code, means the defaults.
+	if c.LogLineBytes != 0 && c.LogLineBytes < minLogLineBytes {
+		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: must be at least %d", c.LogLineBytes, minLogLineBytes)
 	}
 	if _, err := time.LoadLocation(c.RunDateZone); err != nil {
 		return fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)

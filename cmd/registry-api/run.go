@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,12 +89,14 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	}
 	writeNamespace, _ := cfg.writeNamespace()
 	deps := httpapi.Deps{
-		Log:            log,
-		Snapshots:      poller,
-		TTL:            cfg.TTL,
-		Registry:       reg,
-		ReadOnly:       cfg.ReadOnly,
-		WriteNamespace: writeNamespace,
+		Log:             log,
+		MaxInFlight:     cfg.MaxInFlight,
+		BodyReadTimeout: cfg.BodyReadTimeout,
+		Snapshots:       poller,
+		TTL:             cfg.TTL,
+		Registry:        reg,
+		ReadOnly:        cfg.ReadOnly,
+		WriteNamespace:  writeNamespace,
 	}
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err
@@ -144,7 +145,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// The request line and headers; net/http itself answers 431 past it.
+		MaxHeaderBytes: maxHeaderBytes,
+		IdleTimeout:    2 * time.Minute,
 		// Not canceled with ctx: a write in flight when shutdown begins
 		// finishes and is answered truthfully while the server drains.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -180,18 +183,6 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	}
 	log.Info().Msg("stopped")
 	return nil
-}
-
-func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
-	if err != nil || level == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", cfg.LogLevel)
-	}
-	var w io.Writer = stdout
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "registry-api").Logger(), nil
 }
 
 // openStore opens the store, and for the kube store the client of its API
@@ -260,6 +251,10 @@ func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
 	}
 	return c, nil
 }
+
+// maxHeaderBytes bounds a request's line and headers: a bearer token and a
+// path at its limit fit many times over.
+const maxHeaderBytes = 64 << 10
 
 // Client-side limits on requests to the API server.
 const (
