@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -1065,10 +1064,6 @@ func parseDockerfile(t *testing.T, path string) []dockerStage {
 // not what these tests are about, and nothing here refreshes run_date.
 const itestTTL = 10 * time.Minute
 
-// httpClient bounds every request so that a wedged server fails the test
-// instead of hanging it.
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
 // node is a registry entry as the Go registry library writes it.
 type node struct {
 	env, app, version string
@@ -1181,21 +1176,6 @@ func editConfigMap(t *testing.T, cs kubernetes.Interface, ns, name string, chang
 	return out
 }
 
-// fetch GETs base+path and returns the status, headers and body.
-func fetch(t *testing.T, base, path string) (int, http.Header, []byte) {
-	t.Helper()
-	resp, err := httpClient.Get(base + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: reading body: %v", path, err)
-	}
-	return resp.StatusCode, resp.Header, body
-}
-
 // getJSON GETs path, requires status 200 and decodes the body into v.
 func getJSON(t *testing.T, base, path string, v any) (http.Header, []byte) {
 	t.Helper()
@@ -1209,86 +1189,6 @@ func getJSON(t *testing.T, base, path string, v any) (http.Header, []byte) {
 		}
 	}
 	return hdr, body
-}
-
-// waitFor polls cond every 50ms until it holds or timeout passes, and
-// returns how long it took. On timeout it fails with what describes the
-// last state.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last: %s)", what, timeout, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// metricValue scrapes /metrics and sums the samples of name whose labels
-// contain every one of labels (each written name="value"). found is false
-// when no sample matched.
-func metricValue(t *testing.T, base, name string, labels ...string) (sum float64, found bool) {
-	t.Helper()
-	status, _, body := fetch(t, base, "/metrics")
-	if status != http.StatusOK {
-		t.Fatalf("GET /metrics = %d: %s", status, body)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		var series, value string
-		if i := strings.LastIndexByte(line, '}'); i >= 0 {
-			series, value = line[:i+1], line[i+1:]
-		} else {
-			series, value, _ = strings.Cut(line, " ")
-		}
-		fields := strings.Fields(value)
-		if len(fields) == 0 {
-			continue
-		}
-		metric, labelSet, _ := strings.Cut(series, "{")
-		if metric != name {
-			continue
-		}
-		if !containsAll(labelSet, labels) {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-		found = true
-	}
-	return sum, found
-}
-
-func containsAll(labelSet string, labels []string) bool {
-	for _, l := range labels {
-		if !strings.Contains(labelSet, l) {
-			return false
-		}
-	}
-	return true
-}
-
-func mustMetric(t *testing.T, base, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := metricValue(t, base, name, labels...)
-	if !ok {
-		t.Fatalf("/metrics has no %s%v", name, labels)
-	}
-	return v
 }
 
 // logLines decodes serve's JSON log lines.
