@@ -150,7 +150,7 @@ var assignedName = regexp.MustCompile(`(?m)^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-
 // TestREADMEShellBlocks runs every ```sh block of README.md, in order and as
 // written, against the server that `make run` starts (memory store, the demo
 // seed, the seed kept alive), listening on a free port that replaces
-// localhost:8080. A block fails when a command fails (set -euo pipefail), when
+// localhost:8080 and is $REGISTRY. A block fails when a command fails (set -euo pipefail), when
 // any answer is a 5xx or a problem that its annotation does not expect, or
 // when it sends no request at all. Blocks that need a cluster, docker or the
 // build itself carry `<!-- readme-test: skip (reason) -->`.
@@ -202,6 +202,7 @@ func TestREADMEShellBlocks(t *testing.T) {
 	if err := os.WriteFile(state, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	curlHome := t.TempDir()
 	var carried []string
 	ran := 0
 	for _, blk := range blocks {
@@ -223,7 +224,10 @@ func TestREADMEShellBlocks(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-c", script)
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		// $REGISTRY is the server for a block that uses it without setting
+		// it. A proxy or a ~/.curlrc of the machine must not change what curl
+		// does.
+		cmd.Env = append(os.Environ(), "REGISTRY=http://"+addr, "LC_ALL=C", "no_proxy=*", "NO_PROXY=*", "CURL_HOME="+curlHome)
 		out, err := cmd.CombinedOutput()
 		cancel()
 		answers := log.take()
