@@ -15,6 +15,7 @@ INTEGRATION_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build integrati
 
 include tools/kube-test-apiserver/build.mk
 include tools/swagger-ui.mk
+include tools/lint/lint.mk
 
 .PHONY: help
 help: ## List the targets
@@ -41,7 +42,7 @@ test-integration: kube-apiserver ## Integration tests against a real kube-apiser
 	$(GO) test -race -count=1 -tags integration -run Integration -timeout $(INTEGRATION_TIMEOUT) $(INTEGRATION_PKGS)
 
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck, go mod tidy check
+lint: lint-openapi ## gofmt, go vet, staticcheck, go mod tidy check, OpenAPI linters
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

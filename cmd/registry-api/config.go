@@ -26,7 +26,7 @@ type Config struct {
 	Addr            string        `default:":8080" desc:"listen address"`
 	Store           string        `default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
 	Seed            string        `desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive   bool          `split_words:"true" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	SeedKeepalive   bool          `split_words:"true" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
 	Namespaces      []string      `default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
 	PollInterval    time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
 	TTL             time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
@@ -236,7 +236,10 @@ func (c *Config) watchedNamespaces() ([]string, error) {
 // printUsage lists every variable with its default and meaning.
 func printUsage(w io.Writer) error {
 	fmt.Fprintln(w, "registry-api serves the Kubernetes-hosted service registry over HTTP/JSON.")
-	fmt.Fprintln(w, "\nUsage: registry-api [--help]\n\nConfiguration, from the environment:")
+	fmt.Fprintln(w, "\nUsage: registry-api [--help] [--version]")
+	fmt.Fprintln(w, "\n  --help     print this help and exit")
+	fmt.Fprintln(w, "  --version  print the version and exit")
+	fmt.Fprintln(w, "\nConfiguration, from the environment:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	const format = `{{range .}}  {{usage_key .}}	{{usage_default .}}	{{usage_description .}}
 {{end}}`

@@ -202,6 +202,11 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 			return nil, nil, err
 		}
 		if cfg.SeedKeepalive {
+			// Refreshed before anything reads the seed: its run_dates are old,
+			// and the leader's GC would remove the demo entries first.
+			if err := store.RefreshSeed(ctx, mem, zone); err != nil {
+				return nil, nil, err
+			}
 			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
 		return mem, nil, nil

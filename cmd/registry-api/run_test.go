@@ -385,6 +385,42 @@ func TestRunHelpListsEveryVariable(t *testing.T) {
 	}
 }
 
+// TestRunHelpShowsFlagsAndEveryBoolDefault checks that --help names its
+// flags and that no boolean variable shows an empty default.
+func TestRunHelpShowsFlagsAndEveryBoolDefault(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, os.Getenv, &out); err != nil {
+		t.Fatal(err)
+	}
+	help := out.String()
+	for _, flag := range []string{"--help", "--version"} {
+		if !strings.Contains(help, flag) {
+			t.Errorf("--help does not list %s:\n%s", flag, help)
+		}
+	}
+	// The table's columns start where its header's words do.
+	var defaultCol, meaningCol int
+	defaults := map[string]string{}
+	for line := range strings.Lines(help) {
+		if strings.HasPrefix(strings.TrimSpace(line), "VARIABLE") {
+			defaultCol, meaningCol = strings.Index(line, "DEFAULT"), strings.Index(line, "MEANING")
+			continue
+		}
+		if defaultCol == 0 || len(line) < meaningCol {
+			continue
+		}
+		defaults[strings.TrimSpace(line[:defaultCol])] = strings.TrimSpace(line[defaultCol:meaningCol])
+	}
+	for _, v := range []string{"REGISTRY_SEED_KEEPALIVE", "REGISTRY_READ_ONLY", "REGISTRY_READ_AUTH"} {
+		if got, ok := defaults[v]; !ok || got != "false" {
+			t.Errorf("--help shows %s's default as %q (listed: %v), want false\n%s", v, got, ok, help)
+		}
+	}
+	if got := defaults["REGISTRY_ADDR"]; got != ":8080" {
+		t.Errorf("--help shows REGISTRY_ADDR's default as %q, want :8080: the table's columns were misread", got)
+	}
+}
+
 func TestKubeStoreWithoutCredentialsRefusesToStart(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Store, cfg.Seed, cfg.SeedKeepalive = "kube", "", false

@@ -29,6 +29,15 @@ func KeepSeedAlive(ctx context.Context, s Store, interval time.Duration, zone *t
 	}
 }
 
+// RefreshSeed rewrites the run_date of every registry entry in s to now,
+// once: what KeepSeedAlive does at every interval.
+func RefreshSeed(ctx context.Context, s Store, zone *time.Location) error {
+	if err := refreshAll(ctx, s, zone); err != nil {
+		return fmt.Errorf("refresh the seed: %w", err)
+	}
+	return nil
+}
+
 func refreshAll(ctx context.Context, s Store, zone *time.Location) error {
 	cms, err := s.List(ctx, "")
 	if err != nil {

@@ -263,3 +263,22 @@ func TestKeepSeedAlive(t *testing.T) {
 		t.Errorf("KeepSeedAlive wrote a non-registry ConfigMap")
 	}
 }
+
+// RefreshSeed refreshes once, before it returns, so that a seed is fresh
+// before the poller or the leader's GC first read it.
+func TestRefreshSeed(t *testing.T) {
+	m := newMemory(t, keepaliveSeed()...)
+	from := time.Now()
+	if err := RefreshSeed(t.Context(), m, nil); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now()
+	cm := mustGet(t, m, "firefly", "ff-registry-prod")
+	checkRefreshed(t, entryUser, cm.Data["user-service.1795695862709570046"], from, to, nil)
+
+	s := &flaky{Store: m}
+	s.onList = func(int32) error { return apierrors.NewServiceUnavailable("etcd is sad") }
+	if err := RefreshSeed(t.Context(), s, nil); err == nil || !strings.Contains(err.Error(), "etcd is sad") {
+		t.Errorf("RefreshSeed on a failing store = %v", err)
+	}
+}

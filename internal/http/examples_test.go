@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// TestProblemExamplesMatchTheirResponses checks every problem response in
+// openapi.yaml: it shows at least one example, and each example is the
+// problem the server would send for its code, with the response's status.
+func TestProblemExamplesMatchTheirResponses(t *testing.T) {
+	h := newHarness(t)
+	doc := h.srv.spec.doc
+	checked := 0
+	check := func(where string, status int, resp *openapi3.Response) {
+		t.Helper()
+		mt := resp.Content.Get("application/problem+json")
+		if mt == nil {
+			return
+		}
+		if len(mt.Examples) == 0 {
+			t.Errorf("%s: a %d problem without examples", where, status)
+		}
+		for name, ref := range mt.Examples {
+			checked++
+			v, ok := ref.Value.Value.(map[string]any)
+			if !ok {
+				t.Errorf("%s: example %s is not an object", where, name)
+				continue
+			}
+			code, _ := v["code"].(string)
+			kind, known := problemKinds[model.Code(code)]
+			got, _ := v["status"].(float64)
+			switch {
+			case !known:
+				t.Errorf("%s: example %s has code %q, which is not in the error table", where, name, code)
+			case int(got) != status:
+				t.Errorf("%s: example %s (%s) says status %v in a %d response", where, name, code, v["status"], status)
+			case kind.status != status:
+				t.Errorf("%s: example %s shows %s, which the server answers with %d, in a %d response", where, name, code, kind.status, status)
+			case v["title"] != kind.title || v["type"] != problemTypePrefix+code:
+				t.Errorf("%s: example %s has title %q and type %q; the server sends %q and %q", where, name, v["title"], v["type"], kind.title, problemTypePrefix+code)
+			}
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for key, ref := range op.Responses.Map() {
+				status, err := strconv.Atoi(key)
+				if err != nil {
+					t.Errorf("%s %s: response %q is not a single status", method, path, key)
+					continue
+				}
+				check(fmt.Sprintf("%s %s %d", method, path, status), status, ref.Value)
+			}
+		}
+	}
+	if checked < 30 {
+		t.Errorf("only %d problem examples checked: the walk no longer finds them", checked)
+	}
+}
+
+// TestOpenRoutesDeclareNoSecurity keeps probes, metrics, the API document and
+// the docs open in the document, as the router keeps them.
+func TestOpenRoutesDeclareNoSecurity(t *testing.T) {
+	h := newHarness(t)
+	open := []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml", "/openapi.json", "/docs", "/docs/"}
+	for path, item := range h.srv.spec.doc.Paths.Map() {
+		op := item.GetOperation(http.MethodGet)
+		if !slices.Contains(open, path) || op == nil {
+			continue
+		}
+		if op.Security == nil || len(*op.Security) != 0 {
+			t.Errorf("GET %s: security %v, want [] (open to all)", path, op.Security)
+		}
+		open = slices.DeleteFunc(open, func(p string) bool { return p == path })
+	}
+	if len(open) != 0 {
+		t.Errorf("openapi.yaml lacks %v", open)
+	}
+}
