@@ -133,8 +133,8 @@ type Keeper struct {
 	mu sync.Mutex
 	// seen remembers, for the entries whose run_date was too far ahead of
 	// the clock, when their current value was first seen: their liveness
-	// counts from there. A new leader starts without it, which only delays
-	// their removal.
+	// counts from there. A new leader, or a cycle whose LIST of their
+	// namespace failed, starts without it, which only delays their removal.
 	seen map[entryID]sighting
 }
 
