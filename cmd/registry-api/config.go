@@ -31,6 +31,7 @@ type Config struct {
 	PollInterval    time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
 	TTL             time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
 	RunDateZone     string        `split_words:"true" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
+	MaxClockSkew    time.Duration `split_words:"true" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"json" desc:"json or console"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
@@ -101,6 +102,10 @@ func (c *Config) validate() error {
 	}
 	if _, err := time.LoadLocation(c.RunDateZone); err != nil {
 		return fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
+	}
+	// 0, a Config built in code, means model.DefaultMaxClockSkew.
+	if c.MaxClockSkew < 0 {
+		return fmt.Errorf("REGISTRY_MAX_CLOCK_SKEW=%s: must not be negative", c.MaxClockSkew)
 	}
 	if _, err := c.writeNamespace(); err != nil {
 		return err

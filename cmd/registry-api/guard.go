@@ -59,8 +59,10 @@ func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st
 		Interval:   cfg.TTL / 2,
 		GCAfter:    cfg.GCAfter,
 		Zone:       zone,
-		Log:        log,
-		Registerer: reg,
+		// The leader judges a future run_date as the poller does.
+		MaxClockSkew: cfg.MaxClockSkew,
+		Log:          log,
+		Registerer:   reg,
 	}
 	if client != nil {
 		opts.Pods = upkeep.KubePods{Client: client}

@@ -80,7 +80,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		Namespaces: namespaces,
 		Interval:   cfg.PollInterval,
 		TTL:        cfg.TTL,
-		Parse:      model.ParseOptions{Zone: zone},
+		Parse:      model.ParseOptions{Zone: zone, MaxClockSkew: cfg.MaxClockSkew},
 		Log:        log,
 		Registerer: reg,
 	})

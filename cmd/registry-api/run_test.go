@@ -372,7 +372,7 @@ func TestRunHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"REGISTRY_ADDR", "REGISTRY_STORE", "REGISTRY_SEED", "REGISTRY_NAMESPACES",
-		"REGISTRY_POLL_INTERVAL", "REGISTRY_TTL", "REGISTRY_RUN_DATE_ZONE", "REGISTRY_LOG_LEVEL", "REGISTRY_LOG_FORMAT",
+		"REGISTRY_POLL_INTERVAL", "REGISTRY_TTL", "REGISTRY_RUN_DATE_ZONE", "REGISTRY_MAX_CLOCK_SKEW", "REGISTRY_LOG_LEVEL", "REGISTRY_LOG_FORMAT",
 		"REGISTRY_WRITE_NAMESPACE", "REGISTRY_READ_ONLY", "REGISTRY_WRITE_BATCH_WINDOW", "REGISTRY_MAX_CONFIGMAP_BYTES"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help lacks %s:\n%s", v, out.String())
@@ -468,6 +468,7 @@ func TestConfigValidation(t *testing.T) {
 		"zero ttl":         func(c *Config) { c.TTL = 0 },
 		"bad log format":   func(c *Config) { c.LogFormat = "xml" },
 		"bad zone":         func(c *Config) { c.RunDateZone = "Mars/Olympus" },
+		"negative skew":    func(c *Config) { c.MaxClockSkew = -time.Second },
 		"no namespaces":    func(c *Config) { c.Namespaces = []string{" "} },
 		"star with others": func(c *Config) { c.Namespaces = []string{"*", "a"} },
 		"bad log level":    func(c *Config) { c.LogLevel = "loud" },

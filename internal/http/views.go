@@ -155,7 +155,7 @@ func newInstanceView(n *model.Node, now time.Time, ttl time.Duration) instanceVi
 		Namespace:  n.Namespace,
 		Version:    n.Version,
 		RunDate:    formatTime(n.RunDate),
-		AgeSeconds: int64(now.Sub(n.RunDate) / time.Second),
+		AgeSeconds: int64(now.Sub(n.Heartbeat()) / time.Second),
 		Alive:      n.Alive(now, ttl),
 		Network:    newNetworkView(n.Network),
 		Kernel:     newKernelView(n.Kernel),

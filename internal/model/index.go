@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -99,14 +100,14 @@ func BuildEnv(name string, entries []Entry) *EnvIndex {
 			continue
 		}
 		for _, w := range e.Warnings {
-			idx.Warnings = append(idx.Warnings, Issue{Namespace: e.Namespace, Key: e.Key, Reason: w})
+			idx.Warnings = append(idx.Warnings, Issue{Namespace: e.Namespace, Key: e.Key, Reason: w, Detail: warningDetail(w, e.Node)})
 		}
 		id := identity{e.Node.AppID, e.Node.LeaseID}
 		prev, dup := live[id]
 		switch {
 		case !dup:
 			live[id] = e.Node
-		case e.Node.RunDate.After(prev.RunDate):
+		case e.Node.Heartbeat().After(prev.Heartbeat()):
 			live[id] = e.Node
 			idx.Warnings = append(idx.Warnings, Issue{prev.Namespace, prev.Key, WarnDuplicate, "superseded by fresher entry " + e.Namespace + "/" + e.Key})
 		default:
@@ -174,11 +175,21 @@ func BuildEnv(name string, entries []Entry) *EnvIndex {
 	return idx
 }
 
+// warningDetail explains a warning where the reason alone does not.
+func warningDetail(reason string, n *Node) string {
+	if reason != WarnRunDateInFuture {
+		return ""
+	}
+	return fmt.Sprintf("run_date %s was %s ahead of the reader's clock when it read this value; "+
+		"liveness counts from that reading, %s, until the value changes",
+		n.RunDate.UTC().Format(time.RFC3339), n.RunDateAhead().Round(time.Second), n.ObservedAt.UTC().Format(time.RFC3339))
+}
+
 // compareFreshestFirst orders nodes by heartbeat, newest first, with a total
 // tie-break so that equal heartbeats never reorder between rebuilds.
 func compareFreshestFirst(a, b *Node) int {
 	return cmp.Or(
-		b.RunDate.Compare(a.RunDate),
+		b.Heartbeat().Compare(a.Heartbeat()),
 		cmp.Compare(a.AppID, b.AppID),
 		cmp.Compare(a.LeaseID, b.LeaseID),
 		cmp.Compare(a.Namespace, b.Namespace),
@@ -202,13 +213,13 @@ func AliveCount(nodes []*Node, now time.Time, ttl time.Duration) int {
 	// Linear for the usual handful of nodes; binary search beyond.
 	if len(nodes) <= 16 {
 		for i, n := range nodes {
-			if n.RunDate.Before(cutoff) {
+			if n.Heartbeat().Before(cutoff) {
 				return i
 			}
 		}
 		return len(nodes)
 	}
-	return sort.Search(len(nodes), func(i int) bool { return nodes[i].RunDate.Before(cutoff) })
+	return sort.Search(len(nodes), func(i int) bool { return nodes[i].Heartbeat().Before(cutoff) })
 }
 
 // Winner applies the conflict rule: among the apps that claim the method, the

@@ -69,11 +69,58 @@ type Node struct {
 	Methods []string
 	Network Network
 	Kernel  Kernel
+	// ObservedAt is when the reader first saw this value of the entry, kept
+	// only when RunDate was more than the tolerated clock skew ahead of that
+	// instant (see Heartbeat); zero otherwise.
+	ObservedAt time.Time
+}
+
+// Heartbeat is the instant the node's liveness counts from: its run_date, or,
+// for a run_date that was too far in the future when the reader first saw it,
+// that first sighting (see EffectiveHeartbeat).
+func (n *Node) Heartbeat() time.Time {
+	if !n.ObservedAt.IsZero() {
+		return n.ObservedAt
+	}
+	return n.RunDate
 }
 
 // Alive reports whether the node's last heartbeat is within ttl of now.
 func (n *Node) Alive(now time.Time, ttl time.Duration) bool {
-	return !n.RunDate.Before(now.Add(-ttl))
+	return !n.Heartbeat().Before(now.Add(-ttl))
+}
+
+// RunDateAhead is how far the node's run_date was ahead of the reader's clock
+// when the reader first saw it, when that was more than the tolerated skew;
+// zero otherwise.
+func (n *Node) RunDateAhead() time.Duration {
+	if n.ObservedAt.IsZero() {
+		return 0
+	}
+	return n.RunDate.Sub(n.ObservedAt)
+}
+
+// DefaultMaxClockSkew is how far ahead of a reader's clock a run_date may be
+// and still be taken at its word.
+const DefaultMaxClockSkew = time.Minute
+
+// EffectiveHeartbeat is the liveness rule for clocks that lie. A run_date
+// more than maxSkew (DefaultMaxClockSkew when not positive) ahead of
+// observedAt, the instant a reader first saw the entry's current value, would
+// keep a crashed instance alive until its writer's clock catches up: a writer
+// in UTC+8 writing local time into a zone-less run_date read as UTC stays
+// alive for 8 hours. Such an entry counts from observedAt instead, which the
+// reader keeps while the value is unchanged: it stays alive while heartbeats
+// keep changing it and dies one TTL after the last change. ahead reports
+// that case. A zero observedAt (a reader that cannot tell) keeps run_date.
+func EffectiveHeartbeat(runDate, observedAt time.Time, maxSkew time.Duration) (heartbeat time.Time, ahead bool) {
+	if maxSkew <= 0 {
+		maxSkew = DefaultMaxClockSkew
+	}
+	if observedAt.IsZero() || runDate.Sub(observedAt) <= maxSkew {
+		return runDate, false
+	}
+	return observedAt, true
 }
 
 // CanonicalKey is the ConfigMap data key registry-api writes for an instance.
@@ -114,6 +161,9 @@ const (
 	WarnNonCanonicalKey = "non_canonical_key"
 	WarnDuplicate       = "duplicate_instance"
 	WarnInvalidMethod   = "invalid_method"
+	// WarnRunDateInFuture: run_date was more than the tolerated clock skew
+	// ahead of the reader's clock; liveness counts from when it was seen.
+	WarnRunDateInFuture = "run_date_in_future"
 )
 
 // EntryError explains why an entry was skipped.
@@ -131,6 +181,12 @@ type ParseOptions struct {
 	// Intern, when set, shares method names between entries; callers that
 	// parse concurrently must not share one Interner.
 	Intern *Interner
+	// ObservedAt is when the value being parsed was first seen, for
+	// EffectiveHeartbeat; zero takes every run_date at its word.
+	ObservedAt time.Time
+	// MaxClockSkew is how far ahead of ObservedAt a run_date may be;
+	// DefaultMaxClockSkew when not positive.
+	MaxClockSkew time.Duration
 }
 
 // ParseEntry parses one ConfigMap data value found under key in namespace for
@@ -172,6 +228,11 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 	if badMethod {
 		warnings = append(warnings, WarnInvalidMethod)
 	}
+	var observedAt time.Time
+	if _, ahead := EffectiveHeartbeat(runDate, opts.ObservedAt, opts.MaxClockSkew); ahead {
+		observedAt = opts.ObservedAt
+		warnings = append(warnings, WarnRunDateInFuture)
+	}
 	sort.Strings(methods)
 	methods = slices.Compact(methods)
 	return &Node{
@@ -186,6 +247,7 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 		Methods:    methods,
 		Network:    sn.Network,
 		Kernel:     sn.Kernel,
+		ObservedAt: observedAt,
 	}, warnings, nil
 }
 

@@ -23,7 +23,8 @@ const (
 	// RemovePodGone removes an entry that is still kept alive for the pod
 	// PodUID, which is gone.
 	RemovePodGone
-	// RemoveStale removes an entry whose run_date is still before StaleBefore.
+	// RemoveStale removes an entry whose run_date is still before
+	// StaleBefore, or, when Value is set, whose value is still Value.
 	RemoveStale
 )
 
@@ -53,6 +54,11 @@ type UpkeepAction struct {
 	// StaleBefore is the run_date the entry must still be older than
 	// (RemoveStale).
 	StaleBefore time.Time
+	// Value, when set, is the entry's value as the leader judged it: its
+	// run_date was ahead of the clock, so the entry counts as dead from when
+	// its value was last seen to change, and it is removed only while its
+	// value is exactly this (RemoveStale). A changed value is a heartbeat.
+	Value string
 }
 
 // UpkeepOutcome is an action that was applied, with what the entry said.
@@ -179,7 +185,11 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 		}
 		a.del(act.Key)
 	case RemoveStale:
-		if facts.runDate.IsZero() || act.StaleBefore.IsZero() || !facts.runDate.Before(act.StaleBefore) {
+		if act.Value != "" {
+			if raw != act.Value {
+				return UpkeepOutcome{}, false
+			}
+		} else if facts.runDate.IsZero() || act.StaleBefore.IsZero() || !facts.runDate.Before(act.StaleBefore) {
 			return UpkeepOutcome{}, false
 		}
 		a.del(act.Key)

@@ -207,3 +207,37 @@ func TestUpkeepCanceledAndClosed(t *testing.T) {
 		t.Error("a closed writer removed an entry")
 	}
 }
+
+// An entry whose run_date is in the future is removed only while its value is
+// the one the leader judged: a heartbeat since, even one that did not move
+// its run_date past anything, keeps it.
+func TestUpkeepRemovesAFutureEntryOnlyWhileUnchanged(t *testing.T) {
+	now := t0
+	future := now.Add(8 * time.Hour)
+	judged := libraryEntry(t, "prod", "a", 1, future)
+	entries := map[string]string{
+		"a.1": judged,
+		"b.2": libraryEntry(t, "prod", "b", 2, future.Add(time.Second)),
+	}
+	mem := newMemory(t, configMap("firefly", "prod", entries))
+	w := newWriter(t, Options{Store: &countingStore{Store: mem}, Now: fixedClock(now)})
+	staleBefore := now.Add(-15 * time.Minute)
+	applied, err := w.Upkeep(t.Context(), "firefly", "prod", []UpkeepAction{
+		{Kind: RemoveStale, Key: "a.1", StaleBefore: staleBefore, Value: judged},
+		// b.2 was judged on an older value: it heartbeated since.
+		{Kind: RemoveStale, Key: "b.2", StaleBefore: staleBefore, Value: libraryEntry(t, "prod", "b", 2, future)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 1 || applied[0].Key != "a.1" || applied[0].Value != judged {
+		t.Errorf("applied %+v, want only a.1", applied)
+	}
+	data := getData(t, mem, "firefly", "prod")
+	if _, ok := data["a.1"]; ok {
+		t.Error("the unchanged future-dated entry survived")
+	}
+	if data["b.2"] != entries["b.2"] {
+		t.Error("the future-dated entry whose value changed was removed")
+	}
+}

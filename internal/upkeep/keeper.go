@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +82,10 @@ type Options struct {
 	GCAfter time.Duration
 	// Zone is where run_date values without a zone are read; nil is UTC.
 	Zone *time.Location
+	// MaxClockSkew is how far ahead of the clock a run_date may be and still
+	// be taken at its word (model.EffectiveHeartbeat); default
+	// model.DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// ListTimeout bounds each LIST; default 10s.
 	ListTimeout time.Duration
 	// Now is the clock; default time.Now.
@@ -98,14 +103,17 @@ func (o *Options) validate() error {
 		return errors.New("upkeep: no writer")
 	case len(o.Namespaces) == 0:
 		return errors.New("upkeep: no namespaces")
-	case o.Interval < 0 || o.GCAfter < 0 || o.ListTimeout < 0:
-		return errors.New("upkeep: interval, GC age and list timeout must not be negative")
+	case o.Interval < 0 || o.GCAfter < 0 || o.ListTimeout < 0 || o.MaxClockSkew < 0:
+		return errors.New("upkeep: interval, GC age, list timeout and clock skew must not be negative")
 	}
 	if o.Interval == 0 {
 		o.Interval = DefaultInterval
 	}
 	if o.ListTimeout == 0 {
 		o.ListTimeout = DefaultListTimeout
+	}
+	if o.MaxClockSkew == 0 {
+		o.MaxClockSkew = model.DefaultMaxClockSkew
 	}
 	if o.Zone == nil {
 		o.Zone = time.UTC
@@ -121,6 +129,22 @@ type Keeper struct {
 	opts Options
 	log  zerolog.Logger
 	m    *metrics
+
+	mu sync.Mutex
+	// seen remembers, for the entries whose run_date was too far ahead of
+	// the clock, when their current value was first seen: their liveness
+	// counts from there. A new leader, or a cycle whose LIST of their
+	// namespace failed, starts without it, which only delays their removal.
+	seen map[entryID]sighting
+}
+
+// entryID names one entry of one registry ConfigMap.
+type entryID struct{ namespace, env, key string }
+
+// sighting is when the keeper first saw an entry's value.
+type sighting struct {
+	raw string
+	at  time.Time
 }
 
 // NewKeeper returns a Keeper.
@@ -173,6 +197,7 @@ func (k *Keeper) Cycle(ctx context.Context) error {
 	errs = append(errs, err)
 
 	now := k.opts.Now()
+	k.observe(found, now)
 	plans := plan(found, pods, now, k.opts.GCAfter)
 	for _, t := range slices.SortedFunc(maps.Keys(plans), compareTargets) {
 		if err := ctx.Err(); err != nil {
@@ -241,6 +266,28 @@ func (k *Keeper) listPods(ctx context.Context, found []entry) (map[string]map[st
 	return out, errors.Join(errs...)
 }
 
+// observe sets each entry's effective heartbeat: its run_date, or, for one too
+// far in the future, when its current value was first seen, which is now for
+// a value not seen before. It forgets the entries it no longer needs to know.
+func (k *Keeper) observe(found []entry, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	next := make(map[entryID]sighting)
+	for i := range found {
+		e := &found[i]
+		id := entryID{e.namespace, e.env, e.key}
+		at := now
+		if s, ok := k.seen[id]; ok && s.raw == e.raw {
+			at = s.at
+		}
+		e.heartbeat, e.ahead = model.EffectiveHeartbeat(e.runDate, at, k.opts.MaxClockSkew)
+		if e.ahead {
+			next[id] = sighting{raw: e.raw, at: at}
+		}
+	}
+	k.seen = next
+}
+
 // report logs every removal and counts what was done.
 func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Time) {
 	refreshed := 0
@@ -257,7 +304,10 @@ func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Tim
 		}
 		ev := k.log.Info().Str("env", t.env).Str("namespace", t.namespace).Str("key", o.Key).
 			Str("app", o.AppID).Int64("lease", o.LeaseID).Str("reason", o.Kind.String())
-		if !o.RunDate.IsZero() {
+		if o.Value != "" {
+			// Dead since its value stopped changing; its run_date is ahead.
+			ev = ev.Bool("run_date_in_future", true).Time("run_date", o.RunDate)
+		} else if !o.RunDate.IsZero() {
 			ev = ev.Dur("age", now.Sub(o.RunDate).Truncate(time.Second))
 		}
 		if o.Kind == registry.RemovePodGone {
@@ -274,7 +324,12 @@ func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Tim
 // entry is what a cycle reads of one registry entry.
 type entry struct {
 	namespace, env, key string
+	raw                 string
 	runDate             time.Time // zero when unreadable
+	// heartbeat is what liveness counts from (see Keeper.observe); ahead
+	// says that it is not runDate, which was too far in the future.
+	heartbeat time.Time
+	ahead     bool
 	// pod is set for entries kept alive for their pod, which lives in
 	// podNamespace (the registering ServiceAccount's namespace).
 	pod          *model.PodRef
@@ -289,7 +344,7 @@ func scan(cm *corev1.ConfigMap, zone *time.Location) []entry {
 	}
 	out := make([]entry, 0, len(cm.Data))
 	for key, raw := range cm.Data {
-		e := entry{namespace: cm.Namespace, env: env, key: key}
+		e := entry{namespace: cm.Namespace, env: env, key: key, raw: raw}
 		e.runDate = runDateOf(raw, zone)
 		if own, err := model.ReadOwnership([]byte(raw)); err == nil && own.PodBound() {
 			e.pod = own.RegisteredBy.Pod
@@ -335,8 +390,10 @@ func compareTargets(a, b target) int {
 //     finished) is kept alive;
 //   - one whose pod is gone, replaced, terminating or finished is removed;
 //   - one whose pods could not be listed is left to GC;
-//   - with GC on, any other entry whose run_date is older than gcAfter is
-//     removed, whoever wrote it.
+//   - with GC on, any other entry whose heartbeat is older than gcAfter is
+//     removed, whoever wrote it. An entry whose run_date is too far in the
+//     future counts from when its value was last seen to change, and is
+//     removed only if its value is still the same on the fresh copy.
 //
 // pods holds, per namespace that could be listed, its pods by name.
 func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, gcAfter time.Duration) map[target][]registry.UpkeepAction {
@@ -357,8 +414,12 @@ func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, 
 				continue
 			}
 		}
-		if gcAfter > 0 && !e.runDate.IsZero() && e.runDate.Before(staleBefore) {
-			add(e, registry.UpkeepAction{Kind: registry.RemoveStale, Key: e.key, StaleBefore: staleBefore})
+		if gcAfter > 0 && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
+			act := registry.UpkeepAction{Kind: registry.RemoveStale, Key: e.key, StaleBefore: staleBefore}
+			if e.ahead {
+				act.Value = e.raw
+			}
+			add(e, act)
 		}
 	}
 	for _, acts := range out {

@@ -405,10 +405,14 @@ func TestPlan(t *testing.T) {
 	now := t0
 	gcAfter := 15 * time.Minute
 	podBound := func(key, podNS, name, uid string, rd time.Time) entry {
-		return entry{namespace: "firefly", env: "prod", key: key, runDate: rd, pod: &model.PodRef{Name: name, UID: uid}, podNamespace: podNS}
+		return entry{namespace: "firefly", env: "prod", key: key, runDate: rd, heartbeat: rd, pod: &model.PodRef{Name: name, UID: uid}, podNamespace: podNS}
 	}
 	plain := func(key string, rd time.Time) entry {
-		return entry{namespace: "firefly", env: "prod", key: key, runDate: rd}
+		return entry{namespace: "firefly", env: "prod", key: key, runDate: rd, heartbeat: rd}
+	}
+	// Too far in the future: they count from when their value was seen.
+	ahead := func(key string, seen time.Time) entry {
+		return entry{namespace: "firefly", env: "prod", key: key, raw: "value of " + key, runDate: now.Add(8 * time.Hour), heartbeat: seen, ahead: true}
 	}
 	running := pod("firefly", "p", "uid")
 	pods := map[string]map[string]*corev1.Pod{"firefly": {"p": &running}}
@@ -421,7 +425,9 @@ func TestPlan(t *testing.T) {
 		plain("stale", now.Add(-gcAfter-time.Nanosecond)),
 		plain("edge", now.Add(-gcAfter)),
 		plain("unreadable", time.Time{}),
-		{namespace: "team-b", env: "qa", key: "qa-stale", runDate: now.Add(-time.Hour)},
+		{namespace: "team-b", env: "qa", key: "qa-stale", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour)},
+		ahead("ahead-stale", now.Add(-gcAfter-time.Nanosecond)),
+		ahead("ahead-young", now.Add(-gcAfter)),
 	}
 	got := plan(found, pods, now, gcAfter)
 	var lines []string
@@ -431,9 +437,14 @@ func TestPlan(t *testing.T) {
 			if a.Kind == registry.RemoveStale && !a.StaleBefore.Equal(now.Add(-gcAfter)) {
 				t.Errorf("%s: StaleBefore %v", a.Key, a.StaleBefore)
 			}
+			// Only an unchanged value shows a future-dated entry stopped.
+			if wantValue := map[string]string{"ahead-stale": "value of ahead-stale"}[a.Key]; a.Value != wantValue {
+				t.Errorf("%s: Value %q, want %q", a.Key, a.Value, wantValue)
+			}
 		}
 	}
 	want := []string{
+		"firefly/prod stale:ahead-stale",
 		"firefly/prod keepalive:keep",
 		"firefly/prod pod_gone:no-pod",
 		"firefly/prod pod_gone:other-uid",
@@ -493,5 +504,123 @@ func TestNewKeeperRejects(t *testing.T) {
 		if _, err := NewKeeper(o); err == nil {
 			t.Errorf("NewKeeper(%+v) succeeded", o)
 		}
+	}
+}
+
+// utc8Wall is the run_date a writer in UTC+8 writes at t: its local wall
+// clock, which a reader in UTC takes for a time 8 hours ahead.
+func utc8Wall(t time.Time) time.Time {
+	w := t.In(time.FixedZone("UTC+8", 8*3600))
+	return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, time.UTC)
+}
+
+// setEntry rewrites one entry of ff-registry-<env>, as a heartbeat does.
+func (f *fixture) setEntry(t *testing.T, ns, env, key, value string) {
+	t.Helper()
+	cm, err := f.mem.Get(context.Background(), ns, model.ConfigMapName(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[key] = value
+	if _, err := f.mem.Update(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An entry whose run_date is hours ahead is collected GCAfter after its value
+// last changed, never while it still changes; one within the tolerance is
+// collected by its run_date, as any other.
+func TestCycleGCRunDateInFuture(t *testing.T) {
+	const gcAfter = 15 * time.Minute
+	ahead := func(at time.Time) string { return entryJSON(t, "prod", "ahead", 1, utc8Wall(at), nil, "") }
+	seed := map[string]string{
+		"ahead.1":  ahead(t0),
+		"honest.2": entryJSON(t, "prod", "honest", 2, t0.Add(time.Minute), nil, ""),
+	}
+	f := newFixture(t, gcAfter, configMap("firefly", "prod", seed))
+	cycle := func() {
+		t.Helper()
+		if err := f.keeper.Cycle(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	present := func(key string) bool {
+		_, ok := f.data(t, "firefly", "prod")[key]
+		return ok
+	}
+	cycle()
+
+	// Heartbeats every 5 minutes for 40 minutes, far past GCAfter from the
+	// first sighting: kept. A cycle between two heartbeats sees no change.
+	for i := 0; i < 8; i++ {
+		f.clock.advance(5 * time.Minute)
+		f.setEntry(t, "firefly", "prod", "ahead.1", ahead(f.clock.Now()))
+		cycle()
+		f.clock.advance(time.Minute)
+		cycle()
+		f.clock.advance(-time.Minute)
+		if !present("ahead.1") {
+			t.Fatalf("heartbeat %d: an entry whose value still changes was removed", i)
+		}
+	}
+	lastChange := f.clock.Now()
+	if present("honest.2") {
+		t.Error("an entry within the tolerance survived GCAfter past its run_date")
+	}
+
+	// The heartbeats stop: kept until GCAfter after the last change, then gone.
+	f.clock.advance(gcAfter)
+	cycle()
+	if !present("ahead.1") {
+		t.Fatal("removed exactly GCAfter after its last change")
+	}
+	f.clock.advance(time.Second)
+	cycle()
+	if present("ahead.1") {
+		t.Fatalf("still there %s after its last change, its run_date %s ahead", f.clock.Now().Sub(lastChange), 8*time.Hour)
+	}
+	if v := testutil.ToFloat64(f.keeper.m.gcRemoved); v != 2 {
+		t.Errorf("registry_api_gc_removed_total = %v, want 2", v)
+	}
+	if !strings.Contains(f.logs.String(), `"run_date_in_future":true`) {
+		t.Errorf("the removal's log does not say why:\n%s", f.logs.String())
+	}
+	// What it remembered of the entry goes with the next cycle that misses it.
+	cycle()
+	if len(f.keeper.seen) != 0 {
+		t.Errorf("the keeper still remembers %d entries that are gone", len(f.keeper.seen))
+	}
+}
+
+// A future-dated entry that heartbeats between the leader's LIST and its
+// write survives: its value is no longer the one the leader judged.
+func TestCycleNeverRemovesAJustHeartbeatedFutureEntry(t *testing.T) {
+	const gcAfter = 15 * time.Minute
+	ahead := func(at time.Time) string { return entryJSON(t, "prod", "ahead", 1, utc8Wall(at), nil, "") }
+	f := newFixture(t, gcAfter, configMap("firefly", "prod", map[string]string{"ahead.1": ahead(t0)}))
+	if err := f.keeper.Cycle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(gcAfter + time.Second)
+	f.keeper.opts.ConfigMaps = &heartbeatingLister{ConfigMapLister: f.mem, after: func() {
+		f.setEntry(t, "firefly", "prod", "ahead.1", ahead(f.clock.Now()))
+	}}
+	if err := f.keeper.Cycle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.data(t, "firefly", "prod")["ahead.1"]; !ok {
+		t.Fatal("the future-dated entry heartbeated after the LIST was removed")
+	}
+	if v := testutil.ToFloat64(f.keeper.m.gcRemoved); v != 0 {
+		t.Errorf("registry_api_gc_removed_total = %v", v)
+	}
+	// Its new value was not seen by that cycle; the next one sees it and
+	// counts from there.
+	f.keeper.opts.ConfigMaps = f.mem
+	if err := f.keeper.Cycle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.data(t, "firefly", "prod")["ahead.1"]; !ok {
+		t.Fatal("removed at its first sighting after a heartbeat")
 	}
 }

@@ -59,6 +59,8 @@ var (
 		"Registry entries by env and state: alive, stale, invalid, warning.", []string{"env", "state"}, nil)
 	conflictsDesc = prometheus.NewDesc("registry_api_method_conflicts",
 		"Methods claimed by more than one app, by env.", []string{"env"}, nil)
+	futureDesc = prometheus.NewDesc("registry_api_entries_run_date_in_future",
+		"Registry entries whose run_date was more than REGISTRY_MAX_CLOCK_SKEW ahead of this replica's clock when it read them, by env.", []string{"env"}, nil)
 )
 
 // snapshotCollector computes gauges from the current snapshot at scrape time,
@@ -70,6 +72,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lastSyncDesc
 	ch <- entriesDesc
 	ch <- conflictsDesc
+	ch <- futureDesc
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -93,6 +96,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(v), name, state)
 		}
 		ch <- prometheus.MustNewConstMetric(conflictsDesc, prometheus.GaugeValue, float64(len(env.Conflicts)), name)
+		future := 0
+		for _, w := range env.Warnings {
+			if w.Reason == model.WarnRunDateInFuture {
+				future++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(futureDesc, prometheus.GaugeValue, float64(future), name)
 	}
 }
 

@@ -172,7 +172,7 @@ func (p *Poller) Poll(ctx context.Context) {
 	now := p.opts.Now()
 	dirty := make(map[string]struct{})
 	for ns, items := range results {
-		p.syncNamespace(ns, items, dirty)
+		p.syncNamespace(ns, items, now, dirty)
 		p.syncedAt[ns] = now
 	}
 	p.rebuild(dirty)
@@ -194,7 +194,7 @@ func (p *Poller) Apply(cm *corev1.ConfigMap) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	dirty := make(map[string]struct{})
-	p.ingest(cm, env, dirty)
+	p.ingest(cm, env, p.opts.Now(), dirty)
 	p.rebuild(dirty)
 }
 
@@ -227,7 +227,7 @@ func (p *Poller) recordSuccess(ns string) {
 }
 
 // syncNamespace reconciles the remembered ConfigMaps of ns with a LIST result.
-func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, dirty map[string]struct{}) {
+func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, now time.Time, dirty map[string]struct{}) {
 	seen := make(map[string]struct{}, len(items))
 	for i := range items {
 		cm := &items[i]
@@ -236,7 +236,7 @@ func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, dirty map[st
 			continue
 		}
 		seen[stateKey(cm.Namespace, cm.Name)] = struct{}{}
-		p.ingest(cm, env, dirty)
+		p.ingest(cm, env, now, dirty)
 	}
 	for k, st := range p.configMaps {
 		if ns != "" && st.namespace != ns {
@@ -249,8 +249,11 @@ func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, dirty map[st
 	}
 }
 
-// ingest re-parses what changed in cm; p.mu is held.
-func (p *Poller) ingest(cm *corev1.ConfigMap, env string, dirty map[string]struct{}) {
+// ingest re-parses what changed in cm, seen at now; p.mu is held. An entry
+// whose value is unchanged keeps its parsed node, and so the instant its value
+// was first seen, which is what a future-dated run_date's liveness counts
+// from (model.EffectiveHeartbeat).
+func (p *Poller) ingest(cm *corev1.ConfigMap, env string, now time.Time, dirty map[string]struct{}) {
 	k := stateKey(cm.Namespace, cm.Name)
 	prev := p.configMaps[k]
 	if prev != nil && (prev.resourceVersion == cm.ResourceVersion || olderThan(cm.ResourceVersion, prev.resourceVersion)) {
@@ -264,6 +267,8 @@ func (p *Poller) ingest(cm *corev1.ConfigMap, env string, dirty map[string]struc
 		entries:         make(map[string]parsedEntry, len(cm.Data)),
 	}
 	parsed := 0
+	opts := p.opts.Parse
+	opts.ObservedAt = now
 	for key, raw := range cm.Data {
 		if prev != nil {
 			if old, ok := prev.entries[key]; ok && old.raw == raw {
@@ -271,7 +276,7 @@ func (p *Poller) ingest(cm *corev1.ConfigMap, env string, dirty map[string]struc
 				continue
 			}
 		}
-		st.entries[key] = parsedEntry{raw: raw, entry: parseEntry(cm.Namespace, env, key, raw, p.opts.Parse)}
+		st.entries[key] = parsedEntry{raw: raw, entry: parseEntry(cm.Namespace, env, key, raw, opts)}
 		parsed++
 	}
 	p.m.entriesParsed.Add(float64(parsed))
