@@ -16,6 +16,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	snaps := deps.Snapshots
 
 	r.Use(s.observe)
+	r.Use(headAsGet)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
 
