@@ -51,6 +51,12 @@ type Deps struct {
 	// ReadAuth requires a valid token for the read API too; probes, metrics
 	// and the API document stay open.
 	ReadAuth bool
+	// MaxFollowers caps open event streams and blocked queries together;
+	// beyond it they answer 503 too_many_followers. Zero means 4096.
+	MaxFollowers int
+	// Drain, once closed, ends event streams and blocked queries: the
+	// server is shutting down (http.Server.RegisterOnShutdown closes it).
+	Drain <-chan struct{}
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
@@ -73,6 +79,9 @@ var _ Writer = (*registry.Writer)(nil)
 func (d *Deps) validate() error {
 	if d.Snapshots == nil {
 		return errors.New("httpapi: Deps.Snapshots is required")
+	}
+	if d.MaxFollowers < 0 {
+		return errors.New("httpapi: Deps.MaxFollowers must not be negative")
 	}
 	if d.TTL < 0 {
 		return errors.New("httpapi: Deps.TTL must not be negative")
@@ -99,6 +108,7 @@ type server struct {
 	router  *chi.Mux
 	spec    *apiSpec
 	metrics *httpMetrics
+	follow  *follower
 }
 
 // NewServer builds the API's handler: every route, request validation against
@@ -123,11 +133,16 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	fm, err := newFollowMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
 	s := &server{
 		log:     deps.Log,
 		router:  chi.NewRouter(),
 		spec:    spec,
 		metrics: metrics,
+		follow:  newFollower(deps, fm),
 	}
 	addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document

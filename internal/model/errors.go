@@ -31,6 +31,7 @@ const (
 	CodeUnauthorized       Code = "unauthorized"
 	CodeForbidden          Code = "forbidden"
 	CodeNotReady           Code = "not_ready"
+	CodeTooManyFollowers   Code = "too_many_followers"
 	CodeInternal           Code = "internal"
 )
 
