@@ -89,7 +89,12 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		return err
 	}
 	writeNamespace, _ := cfg.writeNamespace()
+	// Closed when draining begins: event streams and blocked queries end
+	// then, since http.Server.Shutdown waits for them but never ends them.
+	draining := make(chan struct{})
 	deps := httpapi.Deps{
+		MaxFollowers:   cfg.MaxFollowers,
+		Drain:          draining,
 		Log:            log,
 		Snapshots:      poller,
 		TTL:            cfg.TTL,
@@ -149,6 +154,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// finishes and is answered truthfully while the server drains.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+
+	srv.RegisterOnShutdown(func() { close(draining) })
 
 	pollDone := make(chan struct{})
 	go func() {
