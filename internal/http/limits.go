@@ -42,6 +42,8 @@ const (
 	// maxDetailValue caps how much of a request's own value a problem's
 	// detail or a log line quotes back.
 	maxDetailValue = 64
+	// maxDetail caps a validation problem's detail.
+	maxDetail = 300
 	// maxLoggedError caps the error text of a request's log line.
 	maxLoggedError = 512
 	// maxLoggedPath caps the path of a request's log line.

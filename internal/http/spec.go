@@ -329,9 +329,6 @@ func requestError(err error) error {
 	return boundedError(model.CodeInvalid, firstLine(re.Reason))
 }
 
-// maxDetail caps a validation problem's detail.
-const maxDetail = 300
-
 func boundedError(code model.Code, msg string) error {
 	return &model.Error{Code: code, Message: clip(msg, maxDetail)}
 }

@@ -47,6 +47,26 @@ func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(r)
 }
 
+// startAPIServer starts a real API server for one test, stopped when the
+// test ends, and returns it with an admin clientset.
+func startAPIServer(t *testing.T) (*kubetest.Server, kubernetes.Interface) {
+	t.Helper()
+	s, err := kubetest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stopping the API server: %v", err)
+		}
+	})
+	admin, err := s.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, admin
+}
+
 // replicaClient is a clientset of its own, as each replica has, that can be
 // cut off from the API server.
 func replicaClient(t *testing.T, s *kubetest.Server, cut *atomic.Bool) kubernetes.Interface {
@@ -71,19 +91,7 @@ func replicaClient(t *testing.T, s *kubetest.Server, cut *atomic.Bool) kubernete
 // the lease duration and carries on; once the pod is deleted the entry goes;
 // a long-dead library entry is collected, a live one is not.
 func TestIntegrationLeaderKeepsPodEntriesAlive(t *testing.T) {
-	s, err := kubetest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stopping the API server: %v", err)
-		}
-	})
-	admin, err := s.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, admin := startAPIServer(t)
 	ctx := t.Context()
 	const ns, env = "upkeep-itest", "prod"
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/store"
@@ -30,19 +29,7 @@ import (
 // The clock is injected: the API server stores run_date as text and never
 // reads it, so time only passes where the test says.
 func TestIntegrationRunDateInFuture(t *testing.T) {
-	s, err := kubetest.Start(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stopping the API server: %v", err)
-		}
-	})
-	admin, err := s.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, admin := startAPIServer(t)
 	ctx := t.Context()
 	const (
 		ns, env = "skew-itest", "prod"
