@@ -134,7 +134,7 @@ func TestIntegrationReadPath(t *testing.T) {
 			in.Network.Internal != "user-service:8080" {
 			t.Errorf("instance = %+v, want lease %d from %s", in, userB.lease, nsB)
 		}
-		if want := `"lease_id":` + strconv.FormatInt(userB.lease, 10); !bytes.Contains(body, []byte(want)) {
+		if want := `"lease_id":"` + strconv.FormatInt(userB.lease, 10) + `"`; !bytes.Contains(body, []byte(want)) {
 			t.Errorf("body lacks %s verbatim: %s", want, body)
 		}
 
@@ -168,7 +168,7 @@ func TestIntegrationReadPath(t *testing.T) {
 		}
 		var app struct {
 			Instances []struct {
-				LeaseID   int64  `json:"lease_id"`
+				LeaseID   int64  `json:"lease_id,string"`
 				Namespace string `json:"namespace"`
 			} `json:"instances"`
 		}
@@ -1155,7 +1155,7 @@ type (
 		AppID     string `json:"app_id"`
 		Instances []struct {
 			Key       string `json:"key"`
-			LeaseID   int64  `json:"lease_id"`
+			LeaseID   int64  `json:"lease_id,string"`
 			Namespace string `json:"namespace"`
 			Version   string `json:"version"`
 			Network   struct {

@@ -96,7 +96,7 @@ func TestIntegrationWriteAcrossReplicas(t *testing.T) {
 		return func() string {
 			status, _, body := writeCall(t, http.MethodGet, base+resolve, "")
 			switch {
-			case want == http.StatusOK && (status != want || !strings.Contains(string(body), `"lease_id":`+lease)):
+			case want == http.StatusOK && (status != want || !strings.Contains(string(body), `"lease_id":"`+lease+`"`)):
 				return fmt.Sprintf("%d %s", status, body)
 			case want != http.StatusOK && status != want:
 				return fmt.Sprintf("%d %s", status, body)

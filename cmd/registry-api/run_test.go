@@ -160,9 +160,9 @@ func TestServeEndToEndOnMemoryStore(t *testing.T) {
 		t.Errorf("UserService methods = %d, want 3", len(methods))
 	}
 
-	// Resolution keeps the int64 lease id exact over the wire.
+	// Resolution keeps the int64 lease id exact over the wire: a string.
 	body := get("/v1/envs/prod/methods/acme.user.v1.UserService/UpdateProfile", http.StatusOK)
-	if !bytes.Contains(body, []byte(`"lease_id":1795695862712874049`)) {
+	if !bytes.Contains(body, []byte(`"lease_id":"1795695862712874049"`)) {
 		t.Errorf("resolution lost the exact lease id: %s", body)
 	}
 	if res := decode(body); res["app_id"] != "user-service" {
@@ -260,7 +260,7 @@ func TestServeWritePathEndToEnd(t *testing.T) {
 	if got, want := hdr.Get("Location"), "/v1/envs/prod/apps/stock-service/instances/"+lease; got != want {
 		t.Errorf("Location = %q, want %q", got, want)
 	}
-	for _, want := range []string{`"lease_id":` + lease, `"key":"stock-service.` + lease + `"`, `"ttl_seconds":10`, `"heartbeat_interval_seconds":5`, `"namespace":"firefly"`} {
+	for _, want := range []string{`"lease_id":"` + lease + `"`, `"key":"stock-service.` + lease + `"`, `"ttl_seconds":10`, `"heartbeat_interval_seconds":5`, `"namespace":"firefly"`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("registration lacks %s: %s", want, body)
 		}
@@ -269,7 +269,7 @@ func TestServeWritePathEndToEnd(t *testing.T) {
 	// Resolvable at once on this replica: no poll in between.
 	resolve := base + "/v1/envs/prod/methods/acme.stock.v1.StockService/Reserve"
 	status, _, body = writeCall(t, http.MethodGet, resolve, "")
-	if status != http.StatusOK || !bytes.Contains(body, []byte(`"lease_id":`+lease)) || !bytes.Contains(body, []byte(`"internal":"stock-service.firefly.svc.cluster.local:9000"`)) {
+	if status != http.StatusOK || !bytes.Contains(body, []byte(`"lease_id":"`+lease+`"`)) || !bytes.Contains(body, []byte(`"internal":"stock-service.firefly.svc.cluster.local:9000"`)) {
 		t.Fatalf("resolve after register = %d: %s", status, body)
 	}
 	if status, _, body := writeCall(t, http.MethodGet, base+hdr.Get("Location"), ""); status != http.StatusOK || !bytes.Contains(body, []byte(`"alive":true`)) {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acme/registry-api/internal/model"
 )
@@ -30,9 +33,9 @@ type resolution struct {
 		Instances int      `json:"instances"`
 	} `json:"targets"`
 	Instances []struct {
-		Key     string      `json:"key"`
-		LeaseID json.Number `json:"lease_id"`
-		Version string      `json:"version"`
+		Key     string `json:"key"`
+		LeaseID string `json:"lease_id"`
+		Version string `json:"version"`
 	} `json:"instances"`
 	Conflict *struct {
 		Claimants []struct {
@@ -176,8 +179,23 @@ func TestAPI(t *testing.T) {
 				}
 			}
 		}},
-		{name: "resolve version without instances", req: request{target: refundPath + "?version=v9"}, status: 503, code: model.CodeNoLiveInstances,
-			check: detailContains(`"v9"`)},
+		// A version no instance has is not worth retrying: 404, no Retry-After.
+		{name: "resolve version without instances", req: request{target: refundPath + "?version=v9"}, status: 404, code: model.CodeVersionNotFound,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
+				detailContains(`"v9"`, "alive or stale")(t, rec)
+				if got := rec.Header().Get("Retry-After"); got != "" {
+					t.Errorf("Retry-After = %q", got)
+				}
+			}},
+		// A version whose instances are all stale exists: 503, retry.
+		{name: "resolve version with only stale instances", req: request{target: "/v1/envs/qa/methods/acme.ghost.v1.GhostService/Boo?version=v1"}, status: 503, code: model.CodeNoLiveInstances,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
+				detailContains(`"v1"`)(t, rec)
+				if got := rec.Header().Get("Retry-After"); got != "5" {
+					t.Errorf("Retry-After = %q", got)
+				}
+			}},
+		{name: "resolve stale method, unknown version", req: request{target: "/v1/envs/qa/methods/acme.ghost.v1.GhostService/Boo?version=v2"}, status: 404, code: model.CodeVersionNotFound},
 		{name: "resolve version empty", req: request{target: refundPath + "?version="}, status: 400, code: model.CodeInvalid,
 			check: detailContains(`query parameter "version"`)},
 		{name: "resolve only stale instances", req: request{target: "/v1/envs/qa/methods/acme.ghost.v1.GhostService/Boo"}, status: 503, code: model.CodeNoLiveInstances,
@@ -217,6 +235,38 @@ func TestAPI(t *testing.T) {
 					t.Errorf("Charge v2 = %+v", v.Results[1])
 				}
 			}},
+		{name: "batch unknown version", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":["/acme.pay.v1.PayService/Refund","/acme.ghost.v1.GhostService/Boo","/acme.nope.v1.Nope/Missing"],"version":"v9"}`},
+			status: 200, check: func(t *testing.T, rec *httptest.ResponseRecorder) {
+				var v struct {
+					Results []struct {
+						Method     string      `json:"method"`
+						Resolution *resolution `json:"resolution"`
+						Error      *problem    `json:"error"`
+					} `json:"results"`
+				}
+				decode(t, rec, &v)
+				want := []model.Code{model.CodeVersionNotFound, model.CodeVersionNotFound, model.CodeMethodNotFound}
+				if len(v.Results) != len(want) {
+					t.Fatalf("results = %+v", v.Results)
+				}
+				for i, code := range want {
+					if e := v.Results[i].Error; e == nil || e.Code != code || e.Status != problemKinds[code].status || v.Results[i].Resolution != nil {
+						t.Errorf("%s v9 = %+v, want %s", v.Results[i].Method, v.Results[i], code)
+					}
+				}
+			}},
+		{name: "batch stale version", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":["/acme.ghost.v1.GhostService/Boo"],"version":"v1"}`},
+			status: 200, check: func(t *testing.T, rec *httptest.ResponseRecorder) {
+				var v struct {
+					Results []struct {
+						Error *problem `json:"error"`
+					} `json:"results"`
+				}
+				decode(t, rec, &v)
+				if len(v.Results) != 1 || v.Results[0].Error == nil || v.Results[0].Error.Code != model.CodeNoLiveInstances {
+					t.Errorf("results = %+v", v.Results)
+				}
+			}},
 		{name: "batch too many", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: manyMethods(1001)}, status: 400, code: model.CodeTooManyMethods},
 		{name: "batch at the limit", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: manyMethods(1000)}, status: 200},
 		{name: "batch empty", req: request{method: "POST", target: "/v1/envs/qa/resolve", body: `{"methods":[]}`}, status: 400, code: model.CodeInvalid,
@@ -233,9 +283,9 @@ func TestAPI(t *testing.T) {
 		{name: "batch unknown env", req: request{method: "POST", target: "/v1/envs/nowhere/resolve", body: `{"methods":["/a.B/C"]}`}, status: 404, code: model.CodeEnvNotFound},
 		{name: "unknown route", req: request{target: "/v2/anything"}, status: 404, code: model.CodeNotFound},
 		{name: "unknown route below an env", req: request{target: "/v1/envs/prod/nothing"}, status: 404, code: model.CodeNotFound},
-		{name: "wrong method", req: request{method: "DELETE", target: "/v1/envs"}, status: 405, code: model.CodeMethodNotAllowed, check: allowIs("GET")},
+		{name: "wrong method", req: request{method: "DELETE", target: "/v1/envs"}, status: 405, code: model.CodeMethodNotAllowed, check: allowIs("GET, HEAD")},
 		{name: "wrong method on resolve", req: request{target: "/v1/envs/qa/resolve"}, status: 405, code: model.CodeMethodNotAllowed, check: allowIs("POST")},
-		{name: "wrong method on a method", req: request{method: "PUT", target: loginPath}, status: 405, code: model.CodeMethodNotAllowed, check: allowIs("GET")},
+		{name: "wrong method on a method", req: request{method: "PUT", target: loginPath}, status: 405, code: model.CodeMethodNotAllowed, check: allowIs("GET, HEAD")},
 		{name: "openapi.yaml", req: request{target: "/openapi.yaml"}, status: 200},
 		{name: "openapi.json", req: request{target: "/openapi.json"}, status: 200},
 		{name: "docs redirect", req: request{target: "/docs"}, status: 301, check: func(t *testing.T, rec *httptest.ResponseRecorder) {
@@ -578,5 +628,61 @@ func TestConcurrentResolve(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestRequestLogLevels: what a client caused, or what describes the data, is
+// logged below error; error is for the service's own failures.
+func TestRequestLogLevels(t *testing.T) {
+	stale := model.EmptySnapshot([]string{"firefly"})
+	for _, tt := range []struct {
+		name  string
+		deps  func(h *harness) Deps
+		req   request
+		code  model.Code
+		level string
+	}{
+		{name: "unknown env", req: request{target: "/v1/envs/nowhere"}, code: model.CodeEnvNotFound, level: "warn"},
+		{name: "unknown version", req: request{target: refundPath + "?version=v9"}, code: model.CodeVersionNotFound, level: "warn"},
+		{name: "invalid request", req: request{target: "/v1/envs/prod/apps/-x"}, code: model.CodeInvalid, level: "warn"},
+		{name: "no route", req: request{target: "/nowhere"}, code: model.CodeNotFound, level: "warn"},
+		{name: "no live instances", req: request{target: "/v1/envs/qa/methods/acme.ghost.v1.GhostService/Boo"}, code: model.CodeNoLiveInstances, level: "warn"},
+		{name: "not ready", req: request{target: "/readyz"}, code: model.CodeNotReady, level: "warn",
+			deps: func(h *harness) Deps { h.src.snap.Store(stale); return Deps{Snapshots: h.src} }},
+		{name: "store unavailable", req: request{method: http.MethodPut, target: instancesPath + "/5/heartbeat"}, code: model.CodeStoreUnavailable, level: "error",
+			deps: func(h *harness) Deps { return Deps{Snapshots: h.src, Writer: stubWriter{context.DeadlineExceeded}} }},
+		{name: "internal", req: request{target: loginPath}, code: model.CodeInternal, level: "error",
+			deps: func(h *harness) Deps { return Deps{Snapshots: panicking{}} }},
+		{name: "resolved", req: request{target: loginPath}, level: "info"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tt.deps != nil {
+				deps := tt.deps(h)
+				deps.Log, deps.Registry, deps.Now = h.srv.log, prometheus.NewRegistry(), h.clock.now
+				srv, err := newServer(deps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.srv = srv
+			}
+			rec := h.do(tt.req)
+			if tt.code != "" && problemOf(t, rec).Code != tt.code {
+				t.Fatalf("answer %d %s, want code %s", rec.Code, rec.Body, tt.code)
+			}
+			var line map[string]any
+			for _, l := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(l), &m); err != nil {
+					t.Fatalf("log line %q: %v", l, err)
+				}
+				if m["message"] == "request" {
+					line = m
+				}
+			}
+			if line == nil || line["level"] != tt.level || line["status"] != float64(rec.Code) {
+				t.Errorf("request log line %v, want level %s for %d", line, tt.level, rec.Code)
+			}
+		})
 	}
 }

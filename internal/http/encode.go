@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ var (
 
 const (
 	hdrContentType  = "Content-Type"
+	hdrContentLen   = "Content-Length"
 	hdrETag         = "Etag"
 	hdrCacheControl = "Cache-Control"
 	hdrNoSniff      = "X-Content-Type-Options"
@@ -55,12 +57,14 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, contentType [
 		writeProblem(w, r, err)
 		return
 	}
-	writeBody(w, r, status, contentType, buf.Bytes(), nil)
+	writeBody(w, r, status, contentType, buf.Bytes(), nil, nil)
 }
 
 // writeBody writes a rendered body. Successful GETs carry a strong ETag, the
 // given one or a hash of body, and answer a matching If-None-Match with 304.
-func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType []string, body []byte, etag []string) {
+// Content-Length is set, the given one or body's, so that HEAD answers with
+// the headers of GET and skips only the body.
+func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType []string, body []byte, etag, length []string) {
 	h := w.Header()
 	if status < 300 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		if etag == nil {
@@ -73,12 +77,21 @@ func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType [
 			return
 		}
 	}
+	if length == nil {
+		length = contentLength(body)
+	}
 	h[hdrContentType] = contentType
+	h[hdrContentLen] = length
 	h[hdrNoSniff] = noSniff
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// contentLength is body's Content-Length header value.
+func contentLength(body []byte) []string {
+	return []string{strconv.Itoa(len(body))}
 }
 
 // bodyETag is a strong entity tag: the quoted FNV-64a hash of body.

@@ -40,22 +40,26 @@ func handleReadyz(src model.SnapshotSource) http.HandlerFunc {
 // handleSpecYAML serves GET /openapi.yaml.
 func handleSpecYAML(spec *apiSpec) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		writeBody(w, r, http.StatusOK, ctYAML, spec.yaml, spec.yamlETag)
+		writeBody(w, r, http.StatusOK, ctYAML, spec.yaml, spec.yamlETag, nil)
 	}
 }
 
 // handleSpecJSON serves GET /openapi.json.
 func handleSpecJSON(spec *apiSpec) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		writeBody(w, r, http.StatusOK, ctJSON, spec.json, spec.jsonETag)
+		writeBody(w, r, http.StatusOK, ctJSON, spec.json, spec.jsonETag, nil)
 	}
 }
+
+var zeroLength = []string{"0"}
 
 // handleDocsRedirect serves GET /docs. The target is relative so that it
 // survives a proxy that serves the API under a path prefix.
 func handleDocsRedirect() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "docs/")
+		// Set, not left to net/http, so that HEAD carries it too.
+		w.Header()[hdrContentLen] = zeroLength
 		w.WriteHeader(http.StatusMovedPermanently)
 	}
 }
@@ -199,7 +203,7 @@ func handleResolveMethod(src model.SnapshotSource, live liveness) http.HandlerFu
 		if r.URL.RawQuery != "" {
 			version = r.URL.Query().Get("version")
 		}
-		body, etag, err := resolve(env, method, version, live)
+		body, etag, length, err := resolve(env, method, version, live)
 		if err != nil {
 			if model.ErrorCode(err) == model.CodeNoLiveInstances {
 				w.Header()[hdrRetryAfter] = retryAfter
@@ -207,7 +211,7 @@ func handleResolveMethod(src model.SnapshotSource, live liveness) http.HandlerFu
 			writeProblem(w, r, err)
 			return
 		}
-		writeBody(w, r, http.StatusOK, ctJSON, body, etag)
+		writeBody(w, r, http.StatusOK, ctJSON, body, etag, length)
 	}
 }
 
@@ -233,7 +237,7 @@ func handleResolveMethods(src model.SnapshotSource, live liveness) http.HandlerF
 		v := resolveResponseView{Results: make([]resolveResultView, len(req.Methods))}
 		for i, method := range req.Methods {
 			v.Results[i].Method = method
-			body, _, err := resolve(env, method, req.Version, live)
+			body, _, _, err := resolve(env, method, req.Version, live)
 			if err != nil {
 				p := newProblem(err)
 				v.Results[i].Error = &p

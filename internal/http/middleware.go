@@ -63,8 +63,12 @@ func (s *server) observe(next http.Handler) http.Handler {
 
 		level := zerolog.InfoLevel
 		switch {
-		case status >= 500:
+		case status >= 500 && !describesData(rec.err):
 			level = zerolog.ErrorLevel
+		case status >= 400:
+			// The client's doing, or the registry's content: worth seeing,
+			// not the service failing.
+			level = zerolog.WarnLevel
 		case r.Pattern == "/healthz" || r.Pattern == "/readyz" || r.Pattern == "/metrics":
 			level = zerolog.DebugLevel
 		}
@@ -84,6 +88,16 @@ func (s *server) observe(next http.Handler) http.Handler {
 		*rec = recorder{}
 		recorderPool.Put(rec)
 	})
+}
+
+// describesData reports whether a 5xx answer states what the registry holds
+// (nothing alive, not read yet, full) rather than a failure of the service.
+func describesData(err error) bool {
+	switch model.ErrorCode(err) {
+	case model.CodeNoLiveInstances, model.CodeNotReady, model.CodeRegistryFull:
+		return true
+	}
+	return false
 }
 
 func (s *server) serveRecovering(next http.Handler, rec *recorder, r *http.Request) {
@@ -144,7 +158,7 @@ func methodNotAllowed(routes chi.Routes) http.HandlerFunc {
 		}
 		var allowed []string
 		for _, m := range knownMethods {
-			if routes.Match(chi.NewRouteContext(), m, path) {
+			if routes.Match(chi.NewRouteContext(), routeMethod(m), path) {
 				allowed = append(allowed, m)
 			}
 		}

@@ -29,6 +29,7 @@ var problemKinds = map[model.Code]problemKind{
 	model.CodeEnvNotFound:        {http.StatusNotFound, "Env not found"},
 	model.CodeAppNotFound:        {http.StatusNotFound, "App not found"},
 	model.CodeMethodNotFound:     {http.StatusNotFound, "Method not found"},
+	model.CodeVersionNotFound:    {http.StatusNotFound, "Version not found"},
 	model.CodeNoLiveInstances:    {http.StatusServiceUnavailable, "No live instances"},
 	model.CodeLeaseNotFound:      {http.StatusNotFound, "Lease not found"},
 	model.CodeAmbiguousNamespace: {http.StatusConflict, "Ambiguous namespace"},

@@ -16,26 +16,27 @@ import (
 const conflictRule = "the first claimant by app id that has an alive instance wins; when none has one, the first by app id"
 
 // resolve renders the resolution of method in env at the request's moment,
-// as a JSON body and its ETag, or fails with a *model.Error.
+// as a JSON body with its ETag and Content-Length, or fails with a
+// *model.Error.
 //
 // Without a version filter the rendering is memoized on the method: the
 // alive instances of a claim are a prefix of its freshest-first nodes, so the
 // claims' alive counts determine the whole body.
-func resolve(env *model.EnvIndex, method, version string, live liveness) (body []byte, etag []string, err error) {
+func resolve(env *model.EnvIndex, method, version string, live liveness) (body []byte, etag, length []string, err error) {
 	m := env.Methods[method]
 	if m == nil {
 		if !model.ValidMethodName(method) {
-			return nil, nil, model.Errorf(model.CodeMalformedMethod, "%q is not a full gRPC method name (/<package>.<Service>/<Method>)", method)
+			return nil, nil, nil, model.Errorf(model.CodeMalformedMethod, "%q is not a full gRPC method name (/<package>.<Service>/<Method>)", method)
 		}
-		return nil, nil, model.Errorf(model.CodeMethodNotFound, "no app registers %s in env %q", method, env.Name)
+		return nil, nil, nil, model.Errorf(model.CodeMethodNotFound, "no app registers %s in env %q", method, env.Name)
 	}
 	now := live.now()
 	if version == "" {
 		if memo := m.Memo.Load(); memo != nil && memoCurrent(memo, m, live, now) {
 			if memo.Body == nil {
-				return nil, nil, noLiveInstances(m, env, "")
+				return nil, nil, nil, noLiveInstances(m, env, "")
 			}
-			return memo.Body, memo.ETag, nil
+			return memo.Body, memo.ETag, memo.ContentLength, nil
 		}
 	}
 
@@ -55,7 +56,7 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 			// is asked for again and again by retrying clients.
 			m.Memo.Store(&model.RenderMemo{AliveCounts: counts})
 		}
-		return nil, nil, noLiveInstances(m, env, version)
+		return nil, nil, nil, noLiveInstances(m, env, version)
 	}
 
 	view := resolutionView{
@@ -85,14 +86,15 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(view); err != nil {
-		return nil, nil, fmt.Errorf("encode resolution of %s: %w", m.Name, err)
+		return nil, nil, nil, fmt.Errorf("encode resolution of %s: %w", m.Name, err)
 	}
 	body = buf.Bytes()
 	etag = []string{bodyETag(body)}
+	length = contentLength(body)
 	if version == "" {
-		m.Memo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag})
+		m.Memo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
 	}
-	return body, etag, nil
+	return body, etag, length, nil
 }
 
 // memoCurrent reports whether memo was rendered for the alive counts that
@@ -109,11 +111,29 @@ func memoCurrent(memo *model.RenderMemo, m *model.Method, live liveness, now tim
 	return true
 }
 
+// noLiveInstances explains an empty resolution: a version that no claimant
+// has, alive or stale, is not there to wait for (404); otherwise instances
+// exist but none is alive, which a retry may change (503).
 func noLiveInstances(m *model.Method, env *model.EnvIndex, version string) error {
+	if version != "" && !hasVersion(m, version) {
+		return model.Errorf(model.CodeVersionNotFound, "no instance of version %q, alive or stale, registers %s in env %q", version, m.Name, env.Name)
+	}
 	if version != "" {
 		return model.Errorf(model.CodeNoLiveInstances, "no live instance of version %q serves %s in env %q", version, m.Name, env.Name)
 	}
 	return model.Errorf(model.CodeNoLiveInstances, "every instance that registers %s in env %q is stale", m.Name, env.Name)
+}
+
+// hasVersion reports whether any node of any claim of m has version.
+func hasVersion(m *model.Method, version string) bool {
+	for _, c := range m.Claims {
+		for _, n := range c.Nodes {
+			if n.Version == version {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func filterVersion(nodes []*model.Node, version string) []*model.Node {

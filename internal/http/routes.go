@@ -17,6 +17,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 
 	r.Use(s.observe)
 	r.Use(s.admit)
+	r.Use(headAsGet)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
 

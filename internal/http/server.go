@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -157,12 +158,22 @@ func newServer(deps Deps) (*server, error) {
 	}
 	addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document
-	// lacks fails at startup rather than on its first request.
+	// lacks fails at startup rather than on its first request. Every GET
+	// route answers HEAD too (headAsGet), bound to the same operation.
 	err = chi.Walk(s.router, func(method, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		if err := s.spec.bind(method, pattern); err != nil {
-			return err
+		if method == http.MethodHead {
+			return fmt.Errorf("route HEAD %s: HEAD is served by the GET route", pattern)
 		}
-		s.metrics.addRoute(method, pattern)
+		methods := []string{method}
+		if method == http.MethodGet {
+			methods = append(methods, http.MethodHead)
+		}
+		for _, m := range methods {
+			if err := s.spec.bind(m, pattern); err != nil {
+				return err
+			}
+			s.metrics.addRoute(m, pattern)
+		}
 		return nil
 	})
 	if err != nil {
@@ -173,6 +184,27 @@ func newServer(deps Deps) (*server, error) {
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.router.ServeHTTP(w, r)
+}
+
+// headAsGet routes HEAD as GET: a HEAD request runs the GET route's
+// validation and handler, which write its status and headers and skip the
+// body (writeBody; net/http drops any body of a HEAD answer). No route
+// registers HEAD itself, so this is the one place HEAD is served.
+func headAsGet(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			chi.RouteContext(r.Context()).RouteMethod = http.MethodGet
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// routeMethod is the method whose route serves method: HEAD is GET's.
+func routeMethod(method string) string {
+	if method == http.MethodHead {
+		return http.MethodGet
+	}
+	return method
 }
 
 // liveness judges heartbeats: the clock and TTL that handlers share.

@@ -109,14 +109,15 @@ func loadSpec() (*apiSpec, error) {
 	}, nil
 }
 
-// bind finds the operation that serves method on the chi pattern.
+// bind finds the operation that serves method on the chi pattern; HEAD is
+// validated as the GET operation, as the document's description says.
 func (s *apiSpec) bind(method, pattern string) error {
 	path := specPath(pattern)
 	item := s.doc.Paths.Value(path)
 	if item == nil {
 		return fmt.Errorf("route %s %s: path %s is not in openapi.yaml", method, pattern, path)
 	}
-	op := item.GetOperation(method)
+	op := item.GetOperation(routeMethod(method))
 	if op == nil {
 		return fmt.Errorf("route %s %s: openapi.yaml has no %s operation on %s", method, pattern, method, path)
 	}
@@ -319,6 +320,9 @@ func requestError(err error) error {
 		field := clip("/"+strings.Join(se.JSONPointer(), "/"), maxDetailValue)
 		if field == "/methods" && se.SchemaField == "maxItems" {
 			return boundedError(model.CodeTooManyMethods, fmt.Sprintf("request body field %s: %s", field, failure(re, se)))
+		}
+		if field == "/lease_id" && se.SchemaField == "oneOf" {
+			return &model.Error{Code: model.CodeInvalid, Message: leaseIDMessage, Err: err}
 		}
 		if field == "/methods" && se.SchemaField == "oneOf" {
 			// kin names the combinator, not the forms it allows.

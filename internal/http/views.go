@@ -9,7 +9,9 @@ import (
 
 // Views are the JSON bodies of the API, as openapi.yaml declares them. They
 // are built from the model per request (or memoized, for resolutions), and
-// their slices are never nil so that lists encode as [].
+// their slices are never nil so that lists encode as []. Lease ids encode as
+// decimal strings, as proto3's JSON mapping writes an int64: they exceed 2^53,
+// and JavaScript and many JSON libraries read every number as a float64.
 
 type statusView struct {
 	Status   string `json:"status"`
@@ -136,7 +138,7 @@ func newKernelView(k model.Kernel) kernelView {
 // instanceView is an instance as an app lists it, with its liveness now.
 type instanceView struct {
 	Key        string      `json:"key"`
-	LeaseID    int64       `json:"lease_id"`
+	LeaseID    int64       `json:"lease_id,string"`
 	Namespace  string      `json:"namespace"`
 	Version    string      `json:"version"`
 	RunDate    string      `json:"run_date"`
@@ -167,7 +169,7 @@ func newInstanceView(n *model.Node, now time.Time, ttl time.Duration) instanceVi
 // registrationView answers a registration: the lease, how to keep it alive,
 // and the instance as GET /v1/envs/{env}/apps/{appId} lists it.
 type registrationView struct {
-	LeaseID                  int64  `json:"lease_id"`
+	LeaseID                  int64  `json:"lease_id,string"`
 	Key                      string `json:"key"`
 	TTLSeconds               int64  `json:"ttl_seconds"`
 	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
@@ -179,7 +181,7 @@ type registrationView struct {
 
 // heartbeatView answers a heartbeat.
 type heartbeatView struct {
-	LeaseID                  int64  `json:"lease_id"`
+	LeaseID                  int64  `json:"lease_id,string"`
 	Key                      string `json:"key"`
 	TTLSeconds               int64  `json:"ttl_seconds"`
 	HeartbeatIntervalSeconds int64  `json:"heartbeat_interval_seconds"`
@@ -218,7 +220,7 @@ type targetView struct {
 
 type resolvedInstanceView struct {
 	Key       string      `json:"key"`
-	LeaseID   int64       `json:"lease_id"`
+	LeaseID   int64       `json:"lease_id,string"`
 	Namespace string      `json:"namespace"`
 	Version   string      `json:"version"`
 	RunDate   string      `json:"run_date"`

@@ -47,14 +47,17 @@ type writeDeps struct {
 }
 
 // registerRequest is the body of a registration. The network and kernel
-// shapes are those of the entry; methods come as a list or as the wire map.
+// shapes are those of the entry; methods come as a list or as the wire map;
+// the lease id as a decimal string or a number. Members left out take the
+// values the Go library would write: empty strings, and proto_count derived
+// from the methods.
 type registerRequest struct {
-	LeaseID    int64           `json:"lease_id"`
+	LeaseID    json.RawMessage `json:"lease_id"`
 	Version    string          `json:"version"`
 	Network    networkView     `json:"network"`
 	Methods    json.RawMessage `json:"methods"`
 	Kernel     kernelView      `json:"kernel"`
-	ProtoCount int             `json:"proto_count"`
+	ProtoCount *int            `json:"proto_count"`
 	Keepalive  string          `json:"keepalive"`
 }
 
@@ -177,7 +180,7 @@ func refuseWrites(routes chi.Routes) func(http.Handler) http.Handler {
 			}
 			var allowed []string
 			for _, m := range readMethods {
-				if routes.Match(chi.NewRouteContext(), m, path) {
+				if routes.Match(chi.NewRouteContext(), routeMethod(m), path) {
 					allowed = append(allowed, m)
 				}
 			}
@@ -305,14 +308,11 @@ func decodeRegistration(body io.Reader) (registry.Registration, string, error) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field == "lease_id" {
-			// A lease id past int64 slips through the document's check,
-			// which compares numbers as float64.
-			return registry.Registration{}, "", &model.Error{Code: model.CodeInvalid,
-				Message: "request body field /lease_id: must be an integer from 1 to 9223372036854775807", Err: err}
-		}
 		return registry.Registration{}, "", &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
+	}
+	lease, err := leaseIDOf(req.LeaseID)
+	if err != nil {
+		return registry.Registration{}, "", err
 	}
 	methods, err := methodsOf(req.Methods)
 	if err != nil {
@@ -321,14 +321,56 @@ func decodeRegistration(body io.Reader) (registry.Registration, string, error) {
 	if err := checkInternal(req.Network.Internal); err != nil {
 		return registry.Registration{}, "", err
 	}
+	// The library writes how many gRPC services the server registered; each
+	// service contributes its methods, so their distinct services count them.
+	protoCount := serviceCount(methods)
+	if req.ProtoCount != nil {
+		protoCount = *req.ProtoCount
+	}
 	return registry.Registration{
-		LeaseID:    req.LeaseID,
+		LeaseID:    lease,
 		Version:    req.Version,
 		Network:    model.Network{SN: req.Network.SN, Internal: req.Network.Internal, External: req.Network.External},
 		Methods:    methods,
 		Kernel:     model.Kernel{Language: req.Kernel.Language, Version: req.Kernel.Version},
-		ProtoCount: req.ProtoCount,
+		ProtoCount: protoCount,
 	}, req.Keepalive, nil
+}
+
+// leaseIDOf reads the body's lease_id, a decimal string or a number, with
+// strconv and never through a float64; absent or null is 0, which asks the
+// writer to choose one.
+func leaseIDOf(raw json.RawMessage) (int64, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			text = ""
+		}
+	}
+	id, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != text {
+		// A number past int64 slips through the document's check, which
+		// compares numbers as float64.
+		return 0, &model.Error{Code: model.CodeInvalid, Message: leaseIDMessage, Err: err}
+	}
+	return id, nil
+}
+
+const leaseIDMessage = "request body field /lease_id: must be an integer from 1 to 9223372036854775807, as a decimal string or a number"
+
+// serviceCount is how many distinct gRPC services methods, sorted, name.
+func serviceCount(methods []string) int {
+	n := 0
+	for i, m := range methods {
+		if i == 0 || model.ServiceOf(m) != model.ServiceOf(methods[i-1]) {
+			n++
+		}
+	}
+	return n
 }
 
 // methodsOf reads methods as a list of names or as the entry's own map of

@@ -198,7 +198,7 @@ func newInventory(lease int64) inventory {
 		Network: map[string]any{"sn": "firefly-main-network", "internal": "inventory-service.firefly.svc.cluster.local:9000", "external": "203.0.113.9:443"},
 		Methods: []string{"/acme.inventory.v1.InventoryService/Reserve", "/acme.inventory.v1.InventoryService/GetStock"},
 		Kernel:  map[string]any{"language": "Java", "version": "21"},
-		// Two proto files, as the library counts them.
+		// Given, so kept: derived from the methods it would be 1.
 		ProtoCount: 2,
 	}
 }
@@ -211,15 +211,16 @@ func (b inventory) json() string {
 	return string(out)
 }
 
-// registrationBody mirrors registrationView with the lease id kept exact.
+// registrationBody mirrors registrationView; lease ids are strings on the
+// wire, and decoding one sent as a number fails.
 type registrationBody struct {
-	LeaseID                  json.Number `json:"lease_id"`
-	Key                      string      `json:"key"`
-	TTLSeconds               int         `json:"ttl_seconds"`
-	HeartbeatIntervalSeconds int         `json:"heartbeat_interval_seconds"`
+	LeaseID                  string `json:"lease_id"`
+	Key                      string `json:"key"`
+	TTLSeconds               int    `json:"ttl_seconds"`
+	HeartbeatIntervalSeconds int    `json:"heartbeat_interval_seconds"`
 	Instance                 struct {
 		Key        string      `json:"key"`
-		LeaseID    json.Number `json:"lease_id"`
+		LeaseID    string      `json:"lease_id"`
 		Namespace  string      `json:"namespace"`
 		Version    string      `json:"version"`
 		RunDate    string      `json:"run_date"`
@@ -300,6 +301,81 @@ func TestRegister(t *testing.T) {
 	// Nothing else in the ConfigMap changed.
 	if v, ok := wh.entry("firefly", "prod", "user-service.1795695862709570046"); !ok || !strings.Contains(v, `"run_date":"2026-11-26 12:24:22"`) {
 		t.Errorf("the library's entry changed: %s", v)
+	}
+}
+
+// TestRegisterLeaseAsString registers with the lease id as answers write it,
+// a decimal string, which a JavaScript client can send without losing digits.
+func TestRegisterLeaseAsString(t *testing.T) {
+	wh := newWriteHarness(t, writeOptions{})
+	body := strings.Replace(newInventory(bigLease).json(), `"lease_id":1795695862709570047`, `"lease_id":"1795695862709570047"`, 1)
+	if !strings.Contains(body, `"lease_id":"1795695862709570047"`) {
+		t.Fatalf("body without a string lease id: %s", body)
+	}
+	rec := wh.register(instancesPath, body)
+	wantStatus(t, rec, http.StatusCreated, "")
+	var reg registrationBody
+	decode(t, rec, &reg)
+	if reg.LeaseID != "1795695862709570047" || reg.Instance.LeaseID != "1795695862709570047" {
+		t.Errorf("registration = %+v", reg)
+	}
+	raw, ok := wh.entry("firefly", "prod", "inventory-service.1795695862709570047")
+	if !ok {
+		t.Fatal("no entry under the string's lease id")
+	}
+	// Stored as the library's number, not as the string.
+	if !strings.Contains(raw, `"lease_id":1795695862709570047,`) {
+		t.Errorf("entry = %s", raw)
+	}
+}
+
+// TestRegisterMinimal registers the smallest body an init container sends:
+// the stored entry has the library's shape, with its defaults.
+func TestRegisterMinimal(t *testing.T) {
+	for _, tt := range []struct {
+		name, methods string
+		protoCount    int
+	}{
+		{"one service", `["/acme.inventory.v1.InventoryService/GetStock"]`, 1},
+		{"two services", `["/acme.inventory.v1.InventoryService/GetStock","/acme.inventory.v1.StockAdmin/Refill","/acme.inventory.v1.InventoryService/Reserve"]`, 2},
+		{"no method", `[]`, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wh := newWriteHarness(t, writeOptions{})
+			rec := wh.register(instancesPath, `{"version":"v1","network":{"internal":"inventory-service:9000"},"methods":`+tt.methods+`}`)
+			wantStatus(t, rec, http.StatusCreated, "")
+			var reg registrationBody
+			decode(t, rec, &reg)
+			lease, err := strconv.ParseInt(reg.LeaseID, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, ok := wh.entry("firefly", "prod", reg.Key)
+			if !ok {
+				t.Fatalf("no entry %s", reg.Key)
+			}
+			var methods []string
+			if err := json.Unmarshal([]byte(tt.methods), &methods); err != nil {
+				t.Fatal(err)
+			}
+			want := libServiceNode{
+				ProtoCount: tt.protoCount,
+				LeaseID:    lease,
+				RunDate:    "2026-11-26 12:24:25",
+				Methods:    map[string]bool{},
+				Network:    libNetwork{Internal: "inventory-service:9000"},
+				Meta:       libMeta{Env: "prod", AppID: "inventory-service", Version: "v1"},
+			}
+			for _, m := range methods {
+				want.Methods[m] = true
+			}
+			if lib, _ := json.Marshal(want); raw != string(lib) {
+				t.Errorf("entry differs from what the library writes:\n got %s\nwant %s", raw, lib)
+			}
+			if reg.Instance.ProtoCount != tt.protoCount || reg.Instance.Kernel != (kernelView{}) || reg.Instance.Network != (networkView{Internal: "inventory-service:9000"}) {
+				t.Errorf("instance = %+v", reg.Instance)
+			}
+		})
 	}
 }
 
@@ -446,7 +522,15 @@ func TestWriteValidation(t *testing.T) {
 			code: model.CodeInvalid, details: []string{"/lease_id"}},
 		{name: "lease past int64", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":9223372036854775808`, 1)},
 			code: model.CodeInvalid, details: []string{"/lease_id", "9223372036854775807"}},
-		{name: "lease as string", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":"9"`, 1)},
+		{name: "lease as string with leading zero", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":"09"`, 1)},
+			code: model.CodeInvalid, details: []string{"/lease_id", "decimal string"}},
+		{name: "lease as string zero", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":"0"`, 1)},
+			code: model.CodeInvalid, details: []string{"/lease_id"}},
+		{name: "lease as string past int64", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":"9223372036854775808"`, 1)},
+			code: model.CodeInvalid, details: []string{"/lease_id", "9223372036854775807"}},
+		{name: "lease as string not a number", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":"9a"`, 1)},
+			code: model.CodeInvalid, details: []string{"/lease_id"}},
+		{name: "lease as boolean", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":true`, 1)},
 			code: model.CodeInvalid, details: []string{"/lease_id"}},
 		{name: "lease fractional", req: request{method: "POST", target: instancesPath, body: strings.Replace(valid.json(), `"lease_id":9`, `"lease_id":9.5`, 1)},
 			code: model.CodeInvalid, details: []string{"/lease_id"}},
@@ -524,11 +608,11 @@ func TestHeartbeat(t *testing.T) {
 	rec := wh.do(request{method: http.MethodPut, target: instancesPath + "/1795695862709570047/heartbeat"})
 	wantStatus(t, rec, http.StatusOK, "")
 	var v struct {
-		LeaseID                  json.Number `json:"lease_id"`
-		Key                      string      `json:"key"`
-		TTLSeconds               int         `json:"ttl_seconds"`
-		HeartbeatIntervalSeconds int         `json:"heartbeat_interval_seconds"`
-		RunDate                  string      `json:"run_date"`
+		LeaseID                  string `json:"lease_id"`
+		Key                      string `json:"key"`
+		TTLSeconds               int    `json:"ttl_seconds"`
+		HeartbeatIntervalSeconds int    `json:"heartbeat_interval_seconds"`
+		RunDate                  string `json:"run_date"`
 	}
 	decode(t, rec, &v)
 	if v.LeaseID != "1795695862709570047" || v.Key != key || v.TTLSeconds != 10 || v.HeartbeatIntervalSeconds != 5 || v.RunDate != "2026-11-26T12:24:28Z" {
@@ -588,9 +672,9 @@ func TestGetInstance(t *testing.T) {
 	rec := wh.get(reg.Header().Get("Location"))
 	wantStatus(t, rec, http.StatusOK, "")
 	var got struct {
-		Key     string      `json:"key"`
-		LeaseID json.Number `json:"lease_id"`
-		Alive   bool        `json:"alive"`
+		Key     string `json:"key"`
+		LeaseID string `json:"lease_id"`
+		Alive   bool   `json:"alive"`
 	}
 	decode(t, rec, &got)
 	if got.Key != registered.Instance.Key || got.LeaseID != "1795695862709570047" || !got.Alive {
@@ -666,7 +750,7 @@ func TestReadOnly(t *testing.T) {
 				// Refused as a whole, before the body is looked at.
 				{request{method: http.MethodPost, target: instancesPath, body: `{"colour":"red"}`}, ""},
 				{request{method: http.MethodPut, target: instancesPath + "/5/heartbeat"}, ""},
-				{request{method: http.MethodDelete, target: instancesPath + "/5"}, "GET"},
+				{request{method: http.MethodDelete, target: instancesPath + "/5"}, "GET, HEAD"},
 			} {
 				rec := wh.do(tc.req)
 				wantStatus(t, rec, http.StatusMethodNotAllowed, model.CodeReadOnly)

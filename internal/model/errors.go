@@ -24,6 +24,7 @@ const (
 	CodeEnvNotFound        Code = "env_not_found"
 	CodeAppNotFound        Code = "app_not_found"
 	CodeMethodNotFound     Code = "method_not_found"
+	CodeVersionNotFound    Code = "version_not_found"
 	CodeNoLiveInstances    Code = "no_live_instances"
 	CodeLeaseNotFound      Code = "lease_not_found"
 	CodeAmbiguousNamespace Code = "ambiguous_namespace"

@@ -48,6 +48,8 @@ type RenderMemo struct {
 	AliveCounts []int
 	Body        []byte
 	ETag        []string
+	// ContentLength is Body's Content-Length header value.
+	ContentLength []string
 }
 
 // App is one app id of an env.
