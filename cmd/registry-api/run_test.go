@@ -311,7 +311,7 @@ func TestServeReadOnly(t *testing.T) {
 	base, _ := startServe(t, cfg, io.Discard)
 	waitReady(t, base)
 	status, hdr, body := writeCall(t, http.MethodDelete, base+"/v1/envs/prod/apps/stock-service/instances/42", "")
-	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET" || !bytes.Contains(body, []byte(`"code":"read_only"`)) {
+	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" || !bytes.Contains(body, []byte(`"code":"read_only"`)) {
 		t.Errorf("DELETE on a read-only server = %d, Allow %q: %s", status, hdr.Get("Allow"), body)
 	}
 	status, _, body = writeCall(t, http.MethodPost, base+"/v1/envs/prod/apps/stock-service/instances", stockRegistration(42))
