@@ -653,6 +653,8 @@ func TestRequestLogLevels(t *testing.T) {
 			deps: func(h *harness) Deps { return Deps{Snapshots: h.src, Writer: stubWriter{context.DeadlineExceeded}} }},
 		{name: "internal", req: request{target: loginPath}, code: model.CodeInternal, level: "error",
 			deps: func(h *harness) Deps { return Deps{Snapshots: panicking{}} }},
+		{name: "overloaded", req: request{target: loginPath}, code: model.CodeOverloaded, level: "warn",
+			deps: func(h *harness) Deps { return Deps{Snapshots: h.src, MaxInFlight: 1} }},
 		{name: "resolved", req: request{target: loginPath}, level: "info"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,6 +667,9 @@ func TestRequestLogLevels(t *testing.T) {
 					t.Fatal(err)
 				}
 				h.srv = srv
+			}
+			if tt.code == model.CodeOverloaded {
+				h.srv.admission.inFlight.Store(1) // one request already being answered
 			}
 			rec := h.do(tt.req)
 			if tt.code != "" && problemOf(t, rec).Code != tt.code {

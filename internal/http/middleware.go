@@ -96,6 +96,10 @@ func describesData(err error) bool {
 	switch model.ErrorCode(err) {
 	case model.CodeNoLiveInstances, model.CodeNotReady, model.CodeRegistryFull:
 		return true
+	case model.CodeOverloaded:
+		// The load's doing, not a fault: under a flood, one error line per
+		// shed request would bury the service's real failures.
+		return true
 	}
 	return false
 }
