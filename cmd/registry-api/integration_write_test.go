@@ -333,3 +333,53 @@ func TestIntegrationExampleManifest(t *testing.T) {
 		t.Error("kubectl kustomize deploy/ includes the example app")
 	}
 }
+
+// TestIntegrationMinimalRegistration sends the one-line body an init
+// container would, with the lease id as a string, to a real API server: the
+// stored entry carries every member the library reads, with the library's
+// defaults and its number for the lease id, and the answer writes the id as
+// a string.
+func TestIntegrationMinimalRegistration(t *testing.T) {
+	srv := sharedServer(t)
+	cs := adminClient(t, srv)
+	ns := "itest-minimal-" + uniqueSuffix(t)
+	createNamespace(t, cs, ns)
+	base, _ := startServe(t, kubeServeConfig(srv.Kubeconfig, time.Second, ns), io.Discard)
+	waitReady(t, base)
+
+	lease := strconv.FormatInt(writeLease, 10)
+	body := `{"lease_id":"` + lease + `","version":"v1","network":{"internal":"stock-service:9000"},` +
+		`"methods":["/acme.stock.v1.StockService/Reserve","/acme.stock.v1.StockService/Release","/acme.stock.v1.AuditService/List"]}`
+	status, _, answer := writeCall(t, http.MethodPost, base+"/v1/envs/prod/apps/stock-service/instances", body)
+	if status != http.StatusCreated {
+		t.Fatalf("register = %d: %s", status, answer)
+	}
+	if want := `"lease_id":"` + lease + `"`; !strings.Contains(string(answer), want) {
+		t.Errorf("answer lacks %s: %s", want, answer)
+	}
+
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "ff-registry-prod", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := cm.Data["stock-service."+lease]
+	var stored map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &stored); err != nil {
+		t.Fatalf("stored entry %q: %v", raw, err)
+	}
+	for member, want := range map[string]string{
+		"lease_id":    lease,
+		"proto_count": "2", // two gRPC services among the three methods
+		"kernel":      `{"language":"","version":""}`,
+		"meta":        `{"env":"prod","app_id":"stock-service","version":"v1"}`,
+		"network":     `{"sn":"","internal":"stock-service:9000","external":""}`,
+	} {
+		if got := string(stored[member]); got != want {
+			t.Errorf("stored %s = %s, want %s (entry %s)", member, got, want, raw)
+		}
+	}
+	node, _, err := model.ParseEntry(ns, "prod", "stock-service."+lease, []byte(raw), model.ParseOptions{})
+	if err != nil || node.LeaseID != writeLease || len(node.Methods) != 3 {
+		t.Errorf("stored entry %q parses to %+v, %v", raw, node, err)
+	}
+}
