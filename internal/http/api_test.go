@@ -428,7 +428,8 @@ func TestConditionalGet(t *testing.T) {
 		status      int
 	}{
 		{etag, http.StatusNotModified},
-		{"W/" + etag, http.StatusNotModified},
+		// A resolution's tag is weak already; the weak comparison ignores W/.
+		{"W/" + strings.TrimPrefix(etag, "W/"), http.StatusNotModified},
 		{`"0000000000000000", ` + etag, http.StatusNotModified},
 		{"*", http.StatusNotModified},
 		{`"0000000000000000"`, http.StatusOK},

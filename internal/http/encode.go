@@ -118,6 +118,7 @@ func bodyETag(body []byte) string {
 // etagMatches applies If-None-Match's weak comparison (RFC 9110 13.1.2):
 // "*" or any listed tag whose opaque part equals etag's.
 func etagMatches(header []string, etag string) bool {
+	etag = strings.TrimPrefix(etag, "W/")
 	for _, line := range header {
 		for line != "" {
 			line = strings.TrimLeft(line, " \t,")

@@ -185,9 +185,13 @@ func handleListMethods(src model.SnapshotSource, live liveness) http.HandlerFunc
 
 // handleResolveMethod serves GET /v1/envs/{env}/methods/{method}, the hot
 // path: gateways ask it where to send a gRPC call.
-func handleResolveMethod(src model.SnapshotSource, live liveness) http.HandlerFunc {
+func handleResolveMethod(src model.SnapshotSource, live liveness, fl *follower) http.HandlerFunc {
 	retryAfter := retryAfterHeader(live.ttl)
 	return func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header[hdrPrefer]) > 0 && len(r.Header[hdrIfNoneMatch]) > 0 {
+			serveBlockingResolve(w, r, live, fl)
+			return
+		}
 		snap := current(src)
 		env, err := lookupEnv(w, snap, pathParam(r, "env"))
 		if err != nil {

@@ -40,6 +40,7 @@ var problemKinds = map[model.Code]problemKind{
 	model.CodeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
 	model.CodeForbidden:          {http.StatusForbidden, "Forbidden"},
 	model.CodeNotReady:           {http.StatusServiceUnavailable, "Not ready"},
+	model.CodeTooManyFollowers:   {http.StatusServiceUnavailable, "Too many followers"},
 	model.CodeInternal:           {http.StatusInternalServerError, "Internal error"},
 }
 

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/acme/registry-api/internal/model"
@@ -59,10 +56,11 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 		return nil, nil, nil, noLiveInstances(m, env, version)
 	}
 
+	route := m.RouteFor(now, live.ttl, version)
 	view := resolutionView{
 		Method:    m.Name,
 		AppID:     claim.AppID,
-		Targets:   targets(nodes),
+		Targets:   newTargetViews(route.Targets),
 		Instances: make([]resolvedInstanceView, len(nodes)),
 	}
 	for i, n := range nodes {
@@ -89,7 +87,11 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 		return nil, nil, nil, fmt.Errorf("encode resolution of %s: %w", m.Name, err)
 	}
 	body = buf.Bytes()
-	etag = []string{bodyETag(body)}
+	// The tag follows the route alone (see routeETag), not the instance
+	// details that move with every heartbeat.
+	if etag, err = routeETag(&route); err != nil {
+		return nil, nil, nil, err
+	}
 	length = contentLength(body)
 	if version == "" {
 		m.Memo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
@@ -144,50 +146,4 @@ func filterVersion(nodes []*model.Node, version string) []*model.Node {
 		}
 	}
 	return out
-}
-
-// targets groups nodes, freshest first, by the address clients connect to:
-// Service DNS names first, as they survive pod restarts, then IP literals;
-// within each, freshest heartbeat first.
-func targets(nodes []*model.Node) []targetView {
-	var out []targetView
-	index := make(map[string]int, len(nodes))
-	for _, n := range nodes {
-		i, ok := index[n.Network.Internal]
-		if !ok {
-			i = len(out)
-			index[n.Network.Internal] = i
-			// The first node seen is the freshest: its external address wins.
-			out = append(out, targetView{Internal: n.Network.Internal, External: n.Network.External})
-		}
-		t := &out[i]
-		t.Instances++
-		if !slices.Contains(t.Versions, n.Version) {
-			t.Versions = append(t.Versions, n.Version)
-		}
-	}
-	for i := range out {
-		slices.Sort(out[i].Versions)
-	}
-	slices.SortStableFunc(out, func(a, b targetView) int {
-		ai, bi := isIPLiteral(a.Internal), isIPLiteral(b.Internal)
-		switch {
-		case ai == bi:
-			return 0
-		case bi:
-			return -1
-		}
-		return 1
-	})
-	return out
-}
-
-// isIPLiteral reports whether an address's host is an IP rather than a name.
-func isIPLiteral(addr string) bool {
-	host := addr
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	return net.ParseIP(host) != nil
 }

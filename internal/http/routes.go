@@ -45,9 +45,13 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Get("/v1/envs/{env}/apps/{appId}", handleGetApp(snaps, live))
 		r.Get("/v1/envs/{env}/methods", handleListMethods(snaps, live))
 		// A gRPC method holds slashes, so it takes the rest of the path.
-		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live))
+		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live, s.follow))
 		r.Post("/v1/envs/{env}/resolve", handleResolveMethods(snaps, live))
 		r.Get("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleGetInstance(snaps, live))
+		r.Get("/v1/envs/{env}/routes", handleEnvRoutes(live, s.follow))
+		r.Get("/v1/routes", handleAllRoutes(live, s.follow))
+		r.Get("/v1/envs/{env}/routes/events", handleRouteEvents(live, s.follow, false))
+		r.Get("/v1/routes/events", handleRouteEvents(live, s.follow, true))
 	})
 
 	// The write API. A server without a write path refuses it before

@@ -58,6 +58,12 @@ type Deps struct {
 	// BodyReadTimeout bounds how long a request body may take to arrive;
 	// zero means 10 s.
 	BodyReadTimeout time.Duration
+	// MaxFollowers caps open event streams and blocked queries together;
+	// beyond it they answer 503 too_many_followers. Zero means 4096.
+	MaxFollowers int
+	// Drain, once closed, ends event streams and blocked queries: the
+	// server is shutting down (http.Server.RegisterOnShutdown closes it).
+	Drain <-chan struct{}
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
@@ -80,6 +86,9 @@ var _ Writer = (*registry.Writer)(nil)
 func (d *Deps) validate() error {
 	if d.Snapshots == nil {
 		return errors.New("httpapi: Deps.Snapshots is required")
+	}
+	if d.MaxFollowers < 0 {
+		return errors.New("httpapi: Deps.MaxFollowers must not be negative")
 	}
 	if d.TTL < 0 {
 		return errors.New("httpapi: Deps.TTL must not be negative")
@@ -115,6 +124,7 @@ type server struct {
 	router  *chi.Mux
 	spec    *apiSpec
 	metrics *httpMetrics
+	follow  *follower
 	// admission is shared by every request; see admit.
 	admission *admission
 }
@@ -145,6 +155,10 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	fm, err := newFollowMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
 	s := &server{
 		log:     deps.Log,
 		router:  chi.NewRouter(),
@@ -155,6 +169,7 @@ func newServer(deps Deps) (*server, error) {
 			bodyTimeout: deps.BodyReadTimeout,
 			metrics:     am,
 		},
+		follow: newFollower(deps, fm),
 	}
 	addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document

@@ -35,6 +35,7 @@ const (
 	CodeUnauthorized       Code = "unauthorized"
 	CodeForbidden          Code = "forbidden"
 	CodeNotReady           Code = "not_ready"
+	CodeTooManyFollowers   Code = "too_many_followers"
 	CodeInternal           Code = "internal"
 )
 

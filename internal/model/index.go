@@ -73,6 +73,10 @@ type EnvIndex struct {
 	Conflicts []string
 	Invalid   []Issue
 	Warnings  []Issue
+	// Nodes are every valid node of the env, freshest heartbeat first.
+	Nodes []*Node
+	// routes memoizes the unfiltered route table (see Routes).
+	routes atomic.Pointer[RoutesMemo]
 }
 
 // BuildEnv indexes the entries of one env. Entries are read-only; the
@@ -126,6 +130,7 @@ func BuildEnv(name string, entries []Entry) *EnvIndex {
 		nodes = append(nodes, n)
 	}
 	slices.SortFunc(nodes, compareFreshestFirst)
+	idx.Nodes = nodes
 
 	// Nodes arrive freshest first, so every list built by appending stays so.
 	claims := make(map[string]map[string][]*Node)
@@ -271,6 +276,9 @@ type Snapshot struct {
 	NamespaceSyncedAt map[string]time.Time
 	// Namespaces are the watched namespaces ("" when watching all).
 	Namespaces []string
+	// RoutesMemo caches the HTTP layer's rendering of every env's routes;
+	// AliveCounts are the envs' alive node counts, in EnvNames order.
+	RoutesMemo atomic.Pointer[RenderMemo]
 }
 
 // EmptySnapshot is what readers see before the first sync.
@@ -319,4 +327,13 @@ func (s *Snapshot) EnvSyncedAt(env *EnvIndex) time.Time {
 // SnapshotSource hands out the current snapshot; it is what handlers depend on.
 type SnapshotSource interface {
 	Snapshot() *Snapshot
+}
+
+// SnapshotNotifier is a SnapshotSource that announces its publications, so
+// that followers wait on a channel instead of polling.
+type SnapshotNotifier interface {
+	SnapshotSource
+	// Published returns a channel that is closed once a snapshot newer than
+	// the one Snapshot returns after this call is published.
+	Published() <-chan struct{}
 }

@@ -100,9 +100,11 @@ type Poller struct {
 	failures   map[string]int // consecutive failed polls per namespace
 
 	current atomic.Pointer[model.Snapshot]
+	// published is closed, and replaced, after each new snapshot is stored.
+	published atomic.Pointer[chan struct{}]
 }
 
-var _ model.SnapshotSource = (*Poller)(nil)
+var _ model.SnapshotNotifier = (*Poller)(nil)
 
 // New returns a Poller that has published an empty, not yet ready snapshot.
 func New(store Lister, opts Options) (*Poller, error) {
@@ -123,6 +125,8 @@ func New(store Lister, opts Options) (*Poller, error) {
 		failures:   make(map[string]int),
 	}
 	p.current.Store(model.EmptySnapshot(slices.Clone(opts.Namespaces)))
+	ch := make(chan struct{})
+	p.published.Store(&ch)
 	m, err := newMetrics(opts.Registerer, p)
 	if err != nil {
 		return nil, err
@@ -133,6 +137,9 @@ func New(store Lister, opts Options) (*Poller, error) {
 
 // Snapshot returns the current snapshot; it never blocks.
 func (p *Poller) Snapshot() *model.Snapshot { return p.current.Load() }
+
+// Published returns a channel closed once a newer snapshot is published.
+func (p *Poller) Published() <-chan struct{} { return *p.published.Load() }
 
 // Run polls until ctx ends. The first poll starts at once.
 func (p *Poller) Run(ctx context.Context) {
@@ -334,6 +341,10 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 		Namespaces:        slices.Clone(p.opts.Namespaces),
 	}
 	p.current.Store(snap)
+	// Stored first: whoever took the old channel before reading the old
+	// snapshot is woken after the new one is readable.
+	next := make(chan struct{})
+	close(*p.published.Swap(&next))
 }
 
 func (p *Poller) namespacesOf(env string) []string {

@@ -1,0 +1,233 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/acme/registry-api/internal/model"
+)
+
+// The routes view renders model.RouteTable: per method, the app that owns it
+// and the addresses to send it to. Its ETag is a hash of the body, which
+// holds nothing that moves with a heartbeat, so every replica answers the same
+// tag for the same table and the tag changes exactly when routing does.
+
+// routeTableView is GET /v1/envs/{env}/routes.
+type routeTableView struct {
+	Env    string      `json:"env"`
+	Routes []routeView `json:"routes"`
+}
+
+type routeView struct {
+	Method   string        `json:"method"`
+	AppID    string        `json:"app_id"`
+	Targets  []targetView  `json:"targets"`
+	Conflict *conflictView `json:"conflict,omitempty"`
+}
+
+func newRouteView(r *model.Route) routeView {
+	v := routeView{Method: r.Method, AppID: r.AppID, Targets: newTargetViews(r.Targets)}
+	if len(r.Claimants) > 0 {
+		v.Conflict = &conflictView{Claimants: make([]claimantView, len(r.Claimants)), Rule: conflictRule}
+		for i, c := range r.Claimants {
+			v.Conflict.Claimants[i] = claimantView{AppID: c.AppID, AliveInstances: c.Alive}
+		}
+	}
+	return v
+}
+
+func newTargetViews(ts []model.RouteTarget) []targetView {
+	out := make([]targetView, len(ts))
+	for i, t := range ts {
+		out[i] = targetView{Internal: t.Internal, External: t.External, Versions: nonNil(t.Versions), Instances: t.Instances}
+	}
+	return out
+}
+
+// routeFilter is the routes view's query: which methods to list, and which
+// version's instances to count.
+type routeFilter struct {
+	service, app, version string
+}
+
+func routeFilterOf(r *http.Request) routeFilter {
+	if r.URL.RawQuery == "" {
+		return routeFilter{}
+	}
+	q := r.URL.Query()
+	return routeFilter{service: q.Get("service"), app: q.Get("app"), version: q.Get("version")}
+}
+
+func (f routeFilter) keeps(r *model.Route) bool {
+	return (f.app == "" || r.AppID == f.app) && (f.service == "" || model.ServiceOf(r.Method) == f.service)
+}
+
+// renderRoutes renders env's routes at now under f. The unfiltered table, and
+// an app's or a service's part of it, are rendered once per liveness state
+// and kept on the snapshot.
+func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+	if f.version != "" {
+		return encodeRoutes(env.RouteTable(now, ttl, f.version), f)
+	}
+	memo := env.Routes(now, ttl)
+	if f == (routeFilter{}) {
+		if r := memo.Rendered.Load(); r != nil {
+			return r, nil
+		}
+		r, err := encodeRoutes(memo.Table, f)
+		if err != nil {
+			return nil, err
+		}
+		memo.Rendered.Store(r)
+		return r, nil
+	}
+	// Only filters that name an app or service of the env are kept, so the
+	// cache is bounded by the env's contents, not by what clients send.
+	if f.app != "" && env.Apps[f.app] == nil {
+		return encodeRoutes(memo.Table, f)
+	}
+	key := f.app + "\x00" + f.service
+	if r, ok := memo.Filtered.Load(key); ok {
+		return r.(*model.Rendered), nil
+	}
+	r, err := encodeRoutes(memo.Table, f)
+	if err != nil {
+		return nil, err
+	}
+	if f.service == "" || bytes.Contains(r.Body, []byte(`"method":"/`+f.service+`/`)) {
+		memo.Filtered.Store(key, r)
+	}
+	return r, nil
+}
+
+func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
+	v := routeTableView{Env: t.Env, Routes: make([]routeView, 0, len(t.Routes))}
+	for i := range t.Routes {
+		if f.keeps(&t.Routes[i]) {
+			v.Routes = append(v.Routes, newRouteView(&t.Routes[i]))
+		}
+	}
+	body, err := marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode routes of env %q: %w", t.Env, err)
+	}
+	return &model.Rendered{Body: body, ETag: []string{bodyETag(body)}}, nil
+}
+
+// renderAllRoutes renders every env's unfiltered routes, {"envs": [...]},
+// from the envs' own renderings, memoized on the snapshot.
+func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+	counts := make([]int, len(snap.EnvNames))
+	for i, name := range snap.EnvNames {
+		counts[i] = model.AliveCount(snap.Envs[name].Nodes, now, ttl)
+	}
+	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
+		return &model.Rendered{Body: memo.Body, ETag: memo.ETag}, nil
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"envs":[`)
+	for i, name := range snap.EnvNames {
+		r, err := renderRoutes(snap.Envs[name], routeFilter{}, now, ttl)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(bytes.TrimSuffix(r.Body, []byte("\n")))
+	}
+	buf.WriteString("]}\n")
+	body := buf.Bytes()
+	etag := []string{bodyETag(body)}
+	snap.RoutesMemo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag})
+	return &model.Rendered{Body: body, ETag: etag}, nil
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// routeETag is a resolution's tag: weak, since it follows the method's route
+// (app, targets, versions, live counts, claimants) rather than every byte of
+// the body, whose instances carry their heartbeats.
+func routeETag(r *model.Route) ([]string, error) {
+	body, err := marshal(newRouteView(r))
+	if err != nil {
+		return nil, fmt.Errorf("encode route of %s: %w", r.Method, err)
+	}
+	return []string{"W/" + bodyETag(body)}, nil
+}
+
+// marshal encodes v as the API writes JSON: no HTML escaping, a final newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// handleEnvRoutes serves GET /v1/envs/{env}/routes, a blocking query when
+// asked to wait (see follow.go).
+func handleEnvRoutes(live liveness, fl *follower) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := pathParam(r, "env")
+		f := routeFilterOf(r)
+		fl.serveBlocking(w, r, name, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+			env, err := lookupEnv(w, snap, name)
+			if err != nil {
+				return nil, err
+			}
+			return renderRoutes(env, f, now, live.ttl)
+		})
+	}
+}
+
+// handleAllRoutes serves GET /v1/routes: every env's routes at once.
+func handleAllRoutes(live liveness, fl *follower) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		fl.serveBlocking(w, r, allEnvs, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+			setSyncedAt(w, snap.SyncedAt())
+			return renderAllRoutes(snap, now, live.ttl)
+		})
+	}
+}
+
+// serveBlockingResolve answers GET /v1/envs/{env}/methods/{method} as a
+// blocking query: it waits on the env's routes, which hold the method's.
+func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness, fl *follower) {
+	name := pathParam(r, "env")
+	method, err := methodParam(r)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	version := r.URL.Query().Get("version")
+	fl.serveBlocking(w, r, name, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		env, err := lookupEnv(w, snap, name)
+		if err != nil {
+			return nil, err
+		}
+		body, etag, err := resolve(env, method, version, liveness{now: func() time.Time { return now }, ttl: live.ttl})
+		if err != nil {
+			if model.ErrorCode(err) == model.CodeNoLiveInstances {
+				w.Header()[hdrRetryAfter] = retryAfterHeader(live.ttl)
+			}
+			return nil, err
+		}
+		return &model.Rendered{Body: body, ETag: etag}, nil
+	})
+}
