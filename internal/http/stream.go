@@ -37,7 +37,7 @@ var (
 )
 
 type routeChangeView struct {
-	Tag  string           `json:"tag"`
+	Tag  string          `json:"tag"`
 	Envs []envChangeView `json:"envs"`
 }
 
