@@ -50,6 +50,8 @@ type Config struct {
 	AdminSubjects  []string `split_words:"true" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
 	ReadAuth       bool     `split_words:"true" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
+	MaxFollowers int `split_words:"true" default:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
+
 	GCAfter            time.Duration `envconfig:"GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
 	LeaseName          string        `split_words:"true" default:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
 	LeaseNamespace     string        `split_words:"true" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
@@ -109,6 +111,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.writeNamespace(); err != nil {
 		return err
+	}
+	if c.MaxFollowers < 0 {
+		return fmt.Errorf("REGISTRY_MAX_FOLLOWERS=%d: must not be negative", c.MaxFollowers)
 	}
 	if c.WriteBatchWindow < 0 || c.WriteBatchWindow >= c.TTL/2 {
 		// A heartbeat held longer than half the TTL could arrive too late.

@@ -88,6 +88,9 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		return err
 	}
 	writeNamespace, _ := cfg.writeNamespace()
+	// Closed when draining begins: event streams and blocked queries end
+	// then, since http.Server.Shutdown waits for them but never ends them.
+	draining := make(chan struct{})
 	deps := httpapi.Deps{
 		Log:             log,
 		MaxInFlight:     cfg.MaxInFlight,
@@ -97,6 +100,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		Registry:        reg,
 		ReadOnly:        cfg.ReadOnly,
 		WriteNamespace:  writeNamespace,
+		MaxFollowers:    cfg.MaxFollowers,
+		Drain:           draining,
 	}
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err
@@ -152,6 +157,8 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// finishes and is answered truthfully while the server drains.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+
+	srv.RegisterOnShutdown(func() { close(draining) })
 
 	pollDone := make(chan struct{})
 	go func() {

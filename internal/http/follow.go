@@ -161,13 +161,11 @@ func (f *follower) admit(kind string) (release func(), err error) {
 func (f *follower) subscribe(key string) (unsubscribe func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.refreshLocked(f.live.now())
 	t := f.topics[key]
 	if t == nil {
-		t = &topic{ch: make(chan struct{})}
+		t = &topic{ch: make(chan struct{}), tag: f.tagOf(key)}
 		f.topics[key] = t
-		if f.snap != nil {
-			t.tag = f.tagOf(key)
-		}
 	}
 	t.refs++
 	if f.stop == nil {
