@@ -62,3 +62,11 @@ fuzz: ## Fuzz the entry parser for a while (FUZZTIME, default 60s)
 .PHONY: clean
 clean: ## Remove built binaries
 	rm -rf bin
+
+.PHONY: loadtest
+loadtest: build ## Loopback load test: registry-api against a bare handler writing the same bytes (results in BENCHMARKS.md)
+	$(GO) run ./tools/loadtest -bin $(BIN)
+
+.PHONY: followtest
+followtest: build ## 1,000 event streams and 1,000 blocked queries on one replica: memory per follower, registration latency
+	$(GO) run ./tools/loadtest -bin $(BIN) -followers 1000

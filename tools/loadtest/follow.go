@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runFollow opens n event streams and n blocked queries on one replica,
+// reports the server's memory per idle follower, then registers instances
+// and reports how long each registration took to reach every follower.
+func runFollow(bin string, n, registrations int) error {
+	dir, err := os.MkdirTemp("", "registry-followtest")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	seed := filepath.Join(dir, "seed.yaml")
+	if err := writeSeed(seed); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	reg := exec.CommandContext(ctx, bin)
+	reg.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
+		"REGISTRY_SEED_KEEPALIVE=true", "REGISTRY_NAMESPACES=firefly", "REGISTRY_AUTH=none", "REGISTRY_LOG_LEVEL=warn")
+	reg.Stderr = os.Stderr
+	if err := reg.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	defer func() { _ = reg.Process.Signal(os.Interrupt); _ = reg.Wait() }()
+	base := "http://" + addr
+	if err := waitReady(base + "/readyz"); err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2*n + 8}}
+	fmt.Printf("%d event streams and %d blocked queries on GET /v1/envs/env-07/routes, one replica (keepalive of 10,000 seed instances running)\n\n", n, n)
+
+	before, err := serverMemory(client, base)
+	if err != nil {
+		return err
+	}
+	// Event streams: each records when it saw its k-th change.
+	streams := make([]*follower, n)
+	for i := range streams {
+		f, err := openStream(client, base+"/v1/envs/env-07/routes/events")
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", i, err)
+		}
+		streams[i] = f
+	}
+	time.Sleep(2 * time.Second)
+	withStreams, err := serverMemory(client, base)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server memory per idle stream:          %6.1f KiB (heap+stacks in use, %d streams)\n",
+		float64(withStreams-before)/float64(n)/1024, n)
+
+	for r := range registrations {
+		start := time.Now()
+		if err := register(client, base, int64(9000000000000000000)+int64(r)); err != nil {
+			return err
+		}
+		lat, err := waitAll(streams, r+1, start, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("registration %d reached %d streams:     p50 %6.1f ms, p99 %6.1f ms, max %6.1f ms\n",
+			r+1, n, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)))
+	}
+	for _, f := range streams {
+		f.close()
+	}
+
+	// Blocked queries: each waits for the next change of the tag it holds.
+	resp, err := client.Get(base + "/v1/envs/env-07/routes")
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	tag := resp.Header.Get("ETag")
+	time.Sleep(time.Second)
+	before, err = serverMemory(client, base)
+	if err != nil {
+		return err
+	}
+	answered := make([]time.Time, n)
+	var wg sync.WaitGroup
+	var ready atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, base+"/v1/envs/env-07/routes", nil)
+			req.Header.Set("If-None-Match", tag)
+			req.Header.Set("Prefer", "wait=120")
+			ready.Add(1)
+			resp, err := client.Do(req)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				answered[i] = time.Now()
+			}
+		})
+	}
+	time.Sleep(3 * time.Second)
+	withBlocked, err := serverMemory(client, base)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server memory per blocked query:        %6.1f KiB\n", float64(withBlocked-before)/float64(n)/1024)
+	start := time.Now()
+	if err := register(client, base, 9100000000000000000); err != nil {
+		return err
+	}
+	wg.Wait()
+	var lat []time.Duration
+	for _, at := range answered {
+		if at.IsZero() {
+			return fmt.Errorf("a blocked query was not answered 200")
+		}
+		lat = append(lat, at.Sub(start))
+	}
+	fmt.Printf("registration reached %d blocked queries: p50 %6.1f ms, p99 %6.1f ms, max %6.1f ms\n",
+		n, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)))
+	return nil
+}
+
+// follower is one event stream and when it saw each change.
+type follower struct {
+	body    io.ReadCloser
+	mu      sync.Mutex
+	changes []time.Time
+}
+
+func openStream(c *http.Client, url string) (*follower, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	f := &follower{body: resp.Body}
+	rd := bufio.NewReaderSize(resp.Body, 64<<10)
+	go func() {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "event: change") {
+				f.mu.Lock()
+				f.changes = append(f.changes, time.Now())
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f, nil
+}
+
+func (f *follower) close() { _ = f.body.Close() }
+
+func waitAll(fs []*follower, k int, start time.Time, timeout time.Duration) ([]time.Duration, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var lat []time.Duration
+		for _, f := range fs {
+			f.mu.Lock()
+			if len(f.changes) >= k {
+				lat = append(lat, f.changes[k-1].Sub(start))
+			}
+			f.mu.Unlock()
+		}
+		if len(lat) == len(fs) {
+			return lat, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("after %s only %d of %d streams saw change %d", timeout, len(lat), len(fs), k)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func register(c *http.Client, base string, lease int64) error {
+	body := fmt.Sprintf(`{"lease_id":%d,"version":"v3","network":{"internal":"app-3.env-07.svc.cluster.local:8080"},"methods":["/acme.app3.v1.Service/M5"],"kernel":{"language":"Golang","version":"v0.0.1"},"proto_count":1}`, lease)
+	resp, err := c.Post(base+"/v1/envs/env-07/apps/app-3/instances?namespace=firefly", "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("register: %d %s", resp.StatusCode, raw)
+	}
+	return nil
+}
+
+// serverMemory reads the replica's heap and stack bytes in use from /metrics.
+func serverMemory(c *http.Client, base string) (int64, error) {
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for line := range bytes.Lines(raw) {
+		for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
+			if v, ok := strings.CutPrefix(string(line), name); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return 0, err
+				}
+				total += int64(f)
+			}
+		}
+	}
+	return total, nil
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Sorted(slices.Values(d))
+	i := (len(s)*p+99)/100 - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
