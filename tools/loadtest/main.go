@@ -283,4 +283,3 @@ func waitReady(url string) error {
 	}
 	return errors.New(url + " did not answer 200 within 60 s")
 }
-
