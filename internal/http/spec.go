@@ -195,6 +195,7 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 		return in, err
 	}
 
+	var query url.Values
 	for _, pc := range op.params {
 		p := pc.param
 		switch p.In {
@@ -223,6 +224,23 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 		case openapi3.ParameterInQuery:
 			if r.URL.RawQuery == "" && !p.Required {
 				continue
+			}
+			// A filter given once, non-empty: checked as a path parameter is
+			// (VisitJSONString checks no enum: those go the long way).
+			if pc.str != nil && len(pc.str.Enum) == 0 {
+				if query == nil {
+					query = r.URL.Query()
+				}
+				values := query[p.Name]
+				if len(values) == 0 && !p.Required {
+					continue
+				}
+				if len(values) == 1 && values[0] != "" {
+					if err := pc.str.VisitJSONString(values[0]); err != nil {
+						return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
+					}
+					continue
+				}
 			}
 		}
 		in, err := input()
