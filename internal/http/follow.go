@@ -20,27 +20,12 @@ import (
 // changes it, or at the instant a node's TTL runs out. An idle follower costs
 // a parked goroutine and nothing per change of other envs' data.
 
-// LongLivedPatterns are the routes whose every request stays open (event
-// streams). With BlockingPatterns they are the one list that caps and
-// timeouts meant for ordinary requests must exempt; followers have their own
-// cap (Deps.MaxFollowers) and set their own write deadlines.
-var LongLivedPatterns = []string{
-	"/v1/routes/events",
-	"/v1/envs/{env}/routes/events",
-}
-
-// BlockingPatterns are the routes that become long-lived when the request
-// asks to wait (If-None-Match with Prefer: wait=N).
-var BlockingPatterns = []string{
-	"/v1/routes",
-	"/v1/envs/{env}/routes",
-	"/v1/envs/{env}/methods/*",
-}
-
-// LongLived reports whether r may stay open for minutes: an event stream, or
-// a blocking query. It reads only the path and headers, so it serves
+// longLived reports whether r may stay open for minutes: an event stream, or
+// a blocking query. Caps and timeouts meant for ordinary requests exempt
+// these; followers have their own cap (Deps.MaxFollowers) and set their own
+// write deadlines. It reads only the path and headers, so it serves
 // middleware that runs before routing.
-func LongLived(r *http.Request) bool {
+func longLived(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
 	}
@@ -292,7 +277,7 @@ func (f *follower) serveBlocking(w http.ResponseWriter, r *http.Request, key str
 			writeProblem(w, r, err)
 			return
 		}
-		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag)
+		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length)
 		return
 	}
 	if r.URL.Query().Has("version") {
@@ -320,7 +305,7 @@ func (f *follower) serveBlocking(w http.ResponseWriter, r *http.Request, key str
 			return
 		}
 		if !etagMatches(inm, out.ETag[0]) {
-			writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag)
+			writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length)
 			return
 		}
 		select {
@@ -331,7 +316,7 @@ func (f *follower) serveBlocking(w http.ResponseWriter, r *http.Request, key str
 		case <-r.Context().Done():
 			return
 		}
-		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag) // a 304: the tag matches
+		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length) // a 304: the tag matches
 		return
 	}
 }

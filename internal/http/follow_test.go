@@ -234,8 +234,8 @@ func TestLongLived(t *testing.T) {
 		for k, v := range tc.header {
 			r.Header.Set(k, v)
 		}
-		if got := LongLived(r); got != tc.want {
-			t.Errorf("LongLived(%s %v) = %v", tc.target, tc.header, got)
+		if got := longLived(r); got != tc.want {
+			t.Errorf("longLived(%s %v) = %v", tc.target, tc.header, got)
 		}
 	}
 }

@@ -433,8 +433,14 @@ func (s *server) admit(next http.Handler) http.Handler {
 }
 
 // exemptFromCap reports whether r is one of the requests the in-flight cap
-// does not count: the probes and the metrics.
+// does not count: the probes and the metrics, and the event streams and
+// blocked queries, which stay open for minutes and have their own cap
+// (Deps.MaxFollowers): counted here, a few hundred gateways following the
+// registry would shed every ordinary read.
 func exemptFromCap(r *http.Request) bool {
+	if longLived(r) {
+		return true
+	}
 	switch r.URL.Path {
 	case "/healthz", "/readyz", "/metrics":
 		return true

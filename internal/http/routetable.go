@@ -114,7 +114,7 @@ func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode routes of env %q: %w", t.Env, err)
 	}
-	return &model.Rendered{Body: body, ETag: []string{bodyETag(body)}}, nil
+	return &model.Rendered{Body: body, ETag: []string{bodyETag(body)}, Length: contentLength(body)}, nil
 }
 
 // renderAllRoutes renders every env's unfiltered routes, {"envs": [...]},
@@ -125,7 +125,7 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 		counts[i] = model.AliveCount(snap.Envs[name].Nodes, now, ttl)
 	}
 	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
-		return &model.Rendered{Body: memo.Body, ETag: memo.ETag}, nil
+		return &model.Rendered{Body: memo.Body, ETag: memo.ETag, Length: memo.ContentLength}, nil
 	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"envs":[`)
@@ -141,9 +141,9 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 	}
 	buf.WriteString("]}\n")
 	body := buf.Bytes()
-	etag := []string{bodyETag(body)}
-	snap.RoutesMemo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag})
-	return &model.Rendered{Body: body, ETag: etag}, nil
+	etag, length := []string{bodyETag(body)}, contentLength(body)
+	snap.RoutesMemo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
+	return &model.Rendered{Body: body, ETag: etag, Length: length}, nil
 }
 
 func slicesEqual(a, b []int) bool {
@@ -221,13 +221,13 @@ func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness,
 		if err != nil {
 			return nil, err
 		}
-		body, etag, err := resolve(env, method, version, liveness{now: func() time.Time { return now }, ttl: live.ttl})
+		body, etag, length, err := resolve(env, method, version, liveness{now: func() time.Time { return now }, ttl: live.ttl})
 		if err != nil {
 			if model.ErrorCode(err) == model.CodeNoLiveInstances {
 				w.Header()[hdrRetryAfter] = retryAfterHeader(live.ttl)
 			}
 			return nil, err
 		}
-		return &model.Rendered{Body: body, ETag: etag}, nil
+		return &model.Rendered{Body: body, ETag: etag, Length: length}, nil
 	})
 }

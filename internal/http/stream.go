@@ -125,6 +125,17 @@ func (v streamView) changes(old, cur map[string]*model.RouteTable) []envChangeVi
 	return out
 }
 
+// writeStreamHeaders starts an event stream's answer: unbuffered by
+// proxies (X-Accel-Buffering) and never cached.
+func writeStreamHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h[hdrContentType] = ctEventStream
+	h[hdrCacheControl] = noStore
+	h["X-Accel-Buffering"] = noBuffering
+	h[hdrNoSniff] = noSniff
+	w.WriteHeader(http.StatusOK)
+}
+
 // handleRouteEvents serves GET /v1/envs/{env}/routes/events and, with
 // all set, GET /v1/routes/events.
 func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
@@ -136,6 +147,11 @@ func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
 				writeProblem(w, r, err)
 				return
 			}
+		}
+		if r.Method == http.MethodHead {
+			// A stream's headers, and no stream: HEAD answers at once.
+			writeStreamHeaders(w)
+			return
 		}
 		release, err := fl.admit("stream")
 		if err != nil {
@@ -154,12 +170,7 @@ func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
 			writeProblem(w, r, err)
 			return
 		}
-		h := w.Header()
-		h[hdrContentType] = ctEventStream
-		h[hdrCacheControl] = noStore
-		h["X-Accel-Buffering"] = noBuffering
-		h[hdrNoSniff] = noSniff
-		w.WriteHeader(http.StatusOK)
+		writeStreamHeaders(w)
 		tag := out.ETag[0]
 		fmt.Fprintf(&s.buf, "retry: %d\n\n", reconnectMillis)
 		if r.Header.Get("Last-Event-ID") != tag {

@@ -172,6 +172,9 @@ type RoutesMemo struct {
 type Rendered struct {
 	Body []byte
 	ETag []string
+	// Length is Body's Content-Length header value, kept so that a cached
+	// rendering costs no formatting per request.
+	Length []string
 }
 
 // Routes returns the env's unfiltered route table at now, memoized on the
