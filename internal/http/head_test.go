@@ -92,6 +92,9 @@ func TestHeadAnswersAsGet(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		if method == http.MethodGet && resp.Header.Get("Content-Type") == "text/event-stream" {
+			return resp, nil // an event stream goes on; its headers are the answer
+		}
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
 			t.Fatal(err)
