@@ -31,7 +31,7 @@ run: ## Run locally on the memory store with demo data (no cluster needed) on :8
 	REGISTRY_LOG_FORMAT=$${REGISTRY_LOG_FORMAT:-console} $(GO) run ./cmd/registry-api
 
 .PHONY: test
-test: lint test-unit test-integration ## Run everything: lint, unit tests, integration tests against a real API server
+test: lint test-unit test-integration test-fuzz ## Run everything: lint, unit tests, integration tests against a real API server, a short fuzz
 
 .PHONY: test-unit
 test-unit: ## Unit and HTTP tests with -race (quick loop, no API server)
@@ -55,9 +55,14 @@ lint: lint-openapi ## gofmt, go vet, staticcheck, go mod tidy check, OpenAPI lin
 bench: ## Benchmarks recorded in BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/...
 
+.PHONY: test-fuzz
+test-fuzz: ## Fuzz the whole request path briefly (FUZZTIME, default 10s)
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $${FUZZTIME:-10s} ./internal/http/
+
 .PHONY: fuzz
-fuzz: ## Fuzz the entry parser for a while (FUZZTIME, default 60s)
+fuzz: ## Fuzz the entry parser, then the whole request path, for a while each (FUZZTIME, default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzParseEntry -fuzztime $${FUZZTIME:-60s} ./internal/model/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $${FUZZTIME:-60s} ./internal/http/
 
 .PHONY: clean
 clean: ## Remove built binaries

@@ -47,7 +47,7 @@ var testTokens = func() tokens {
 	}
 }()
 
-func newAuthHarness(t *testing.T, readAuth bool) *writeHarness {
+func newAuthHarness(t testing.TB, readAuth bool) *writeHarness {
 	t.Helper()
 	admins, err := auth.ParseSubjects([]string{"system:serviceaccount:ops:registrar"})
 	if err != nil {

@@ -128,7 +128,7 @@ func fixtureSnapshot(t testing.TB) *model.Snapshot {
 // harness is a server over the fixtures with a settable clock, and whose
 // every answer is checked against openapi.yaml.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *server
 	src      *source
 	clock    *clock

@@ -101,7 +101,7 @@ type writeHarness struct {
 	poller *watch.Poller
 }
 
-func newWriteHarness(t *testing.T, opts writeOptions) *writeHarness {
+func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 	t.Helper()
 	var seed []corev1.ConfigMap
 	for _, file := range []string{"configmaps-go-micro.yaml", "configmaps-extra.yaml"} {
