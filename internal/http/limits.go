@@ -59,6 +59,12 @@ const (
 	// defaultBodyReadTimeout bounds how long a request body may take to
 	// arrive: a 256 KiB body needs well under a second on any cluster network.
 	defaultBodyReadTimeout = 10 * time.Second
+	// defaultMaxBodyBytes bounds the bytes of request bodies a replica holds
+	// at once. The in-flight cap alone lets 512 slow bodies of 256 KiB hold
+	// 128 MiB, more while they grow, on top of the registry itself
+	// (BENCHMARKS.md, "Memory under hostile load"). Valid bodies are a few
+	// KiB: 128 full batches fit.
+	defaultMaxBodyBytes = 32 << 20
 )
 
 // retryOverloadedAfter tells a shed client when to try again: load that
@@ -124,6 +130,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 			return nil, tooLarge(limit)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, &model.Error{Code: model.CodeRequestTimeout, Message: "the request body did not arrive in time", Err: err}
+		case errors.As(err, new(*model.Error)):
+			return nil, err // the body budget's
 		default:
 			return nil, &model.Error{Code: model.CodeInvalid, Message: "the request body could not be read", Err: err}
 		}
@@ -385,14 +393,44 @@ func clip(s string, n int) string {
 }
 
 // admission holds the per-replica limits every request passes before it is
-// routed: the shape of its target, the deadline of its body and the cap on
-// concurrent requests.
+// routed: the shape of its target, the deadline of its body, the cap on
+// concurrent requests and the budget of the bytes their bodies hold.
 type admission struct {
-	maxInFlight int64
-	bodyTimeout time.Duration
-	inFlight    atomic.Int64
-	metrics     *admissionMetrics
+	maxInFlight  int64
+	bodyTimeout  time.Duration
+	maxBodyBytes int64
+	inFlight     atomic.Int64
+	bodyBytes    atomic.Int64
+	metrics      *admissionMetrics
 }
+
+// budgetedBody counts the bytes read from a request's body against the
+// replica's body budget, until its request is answered. A read that takes
+// the replica past the budget fails as overloaded: what is held is held by
+// bodies still arriving, which the budget frees as they are answered.
+type budgetedBody struct {
+	io.ReadCloser
+	a    *admission
+	w    http.ResponseWriter
+	held int64
+}
+
+func (b *budgetedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.held += int64(n)
+	if total := b.a.bodyBytes.Add(int64(n)); total > b.a.maxBodyBytes && n > 0 {
+		b.a.metrics.shed.Inc()
+		b.w.Header()[hdrRetryAfter] = retryOverloadedAfter
+		// What remains of this body is not worth waiting for: the server's
+		// drain of it fails at once and the connection closes.
+		_ = http.NewResponseController(b.w).SetReadDeadline(time.Now())
+		return 0, model.Errorf(model.CodeOverloaded,
+			"this replica holds %d bytes of request bodies, its limit; retry in a second", b.a.maxBodyBytes)
+	}
+	return n, err
+}
+
+func (b *budgetedBody) release() { b.a.bodyBytes.Add(-b.held) }
 
 // admit applies admission to every request. A request beyond the cap is
 // answered 503 at once rather than queued: a queue would hold its memory
@@ -410,6 +448,11 @@ func (s *server) admit(next http.Handler) http.Handler {
 			// Cleared by readBody once the body is in; left on for a body
 			// no handler reads, it bounds the server's drain of it too.
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout))
+			// In place, not on a copy: routing fills in r.Pattern for
+			// observe to log. r is chi's own copy of the server's request.
+			body := &budgetedBody{ReadCloser: r.Body, a: a, w: w}
+			defer body.release()
+			r.Body = body
 		}
 		if exemptFromCap(r) {
 			next.ServeHTTP(w, r)
@@ -463,7 +506,7 @@ func newAdmissionMetrics(reg prometheus.Registerer) (*admissionMetrics, error) {
 	}
 	shed, err := metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "registry_api_http_shed_total",
-		Help: "HTTP requests answered 503 overloaded because REGISTRY_MAX_IN_FLIGHT requests were in flight.",
+		Help: "HTTP requests answered 503 overloaded because REGISTRY_MAX_IN_FLIGHT requests were in flight, or because request bodies held the replica's body budget.",
 	}))
 	if err != nil {
 		return nil, err

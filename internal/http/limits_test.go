@@ -3,12 +3,17 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/acme/registry-api/internal/model"
 )
@@ -186,6 +191,66 @@ func BenchmarkRefuseDeepBody(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = json.Valid(deep)
+		}
+	})
+}
+
+// TestBodyBudget holds the bytes of request bodies a replica keeps at once
+// to Deps.MaxBodyBytes: a body that would take it past the budget is
+// answered 503 overloaded at once, and the budget is free again once the
+// bodies holding it are answered.
+func TestBodyBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.now, Registry: prometheus.NewRegistry(), MaxBodyBytes: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.srv = srv
+		const resolvePath = "/v1/envs/prod/resolve"
+
+		// A body that arrives slowly holds 600 bytes of the budget.
+		pr, pw := io.Pipe()
+		slow := httptest.NewRequest(http.MethodPost, resolvePath, pr)
+		slow.Header.Set("Content-Type", "application/json")
+		slowRec := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			srv.ServeHTTP(slowRec, slow)
+		}()
+		start := `{"methods":["/acme.user.v1.UserService/Login"]` + strings.Repeat(" ", 600-46)
+		if _, err := io.WriteString(pw, start); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+
+		// 500 more bytes would hold 1100.
+		body := `{"methods":["/acme.user.v1.UserService/Login"]` + strings.Repeat(" ", 500-47) + "}"
+		rec := h.do(request{method: http.MethodPost, target: resolvePath, body: body})
+		if rec.Code != http.StatusServiceUnavailable || problemOf(t, rec).Code != model.CodeOverloaded || rec.Header().Get("Retry-After") != "1" {
+			t.Fatalf("over the budget: %d %v %s", rec.Code, rec.Header(), rec.Body)
+		}
+		// A body within what is left is read.
+		if rec := h.do(request{method: http.MethodPost, target: resolvePath, body: `{"methods":["/acme.user.v1.UserService/Login"]}`}); rec.Code != http.StatusOK {
+			t.Fatalf("within the budget: %d %s", rec.Code, rec.Body)
+		}
+
+		// The slow body ends and is answered; its bytes are free again.
+		if _, err := io.WriteString(pw, "}"); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		<-done
+		if slowRec.Code != http.StatusOK {
+			t.Fatalf("slow body: %d %s", slowRec.Code, slowRec.Body)
+		}
+		checkResponse(t, srv, httptest.NewRequest(http.MethodPost, resolvePath, nil), slowRec)
+		if rec := h.do(request{method: http.MethodPost, target: resolvePath, body: body}); rec.Code != http.StatusOK {
+			t.Fatalf("after the slow body: %d %s", rec.Code, rec.Body)
+		}
+		if held := srv.admission.bodyBytes.Load(); held != 0 {
+			t.Errorf("%d bytes still held with no request in flight", held)
 		}
 	})
 }

@@ -64,6 +64,10 @@ type Deps struct {
 	// Drain, once closed, ends event streams and blocked queries: the
 	// server is shutting down (http.Server.RegisterOnShutdown closes it).
 	Drain <-chan struct{}
+	// MaxBodyBytes bounds the bytes of request bodies the replica holds at
+	// once; past it a body's request is answered 503 overloaded. Zero
+	// means 32 MiB.
+	MaxBodyBytes int64
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
@@ -93,8 +97,11 @@ func (d *Deps) validate() error {
 	if d.TTL < 0 {
 		return errors.New("httpapi: Deps.TTL must not be negative")
 	}
-	if d.MaxInFlight < 0 || d.BodyReadTimeout < 0 {
-		return errors.New("httpapi: Deps.MaxInFlight and Deps.BodyReadTimeout must not be negative")
+	if d.MaxInFlight < 0 || d.BodyReadTimeout < 0 || d.MaxBodyBytes < 0 {
+		return errors.New("httpapi: Deps.MaxInFlight, Deps.BodyReadTimeout and Deps.MaxBodyBytes must not be negative")
+	}
+	if d.MaxBodyBytes == 0 {
+		d.MaxBodyBytes = defaultMaxBodyBytes
 	}
 	if d.MaxInFlight == 0 {
 		d.MaxInFlight = defaultMaxInFlight
@@ -165,9 +172,10 @@ func newServer(deps Deps) (*server, error) {
 		spec:    spec,
 		metrics: metrics,
 		admission: &admission{
-			maxInFlight: int64(deps.MaxInFlight),
-			bodyTimeout: deps.BodyReadTimeout,
-			metrics:     am,
+			maxInFlight:  int64(deps.MaxInFlight),
+			bodyTimeout:  deps.BodyReadTimeout,
+			maxBodyBytes: deps.MaxBodyBytes,
+			metrics:      am,
 		},
 		follow: newFollower(deps, fm),
 	}
