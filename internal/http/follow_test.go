@@ -384,6 +384,7 @@ func TestEventStream(t *testing.T) {
 		if len(changes) != 2 || !strings.Contains(changes[1].data, `"changed":[{"method":"/acme.user.v1.UserService/Get"`) {
 			t.Errorf("after a death by TTL: %+v", changes)
 		}
+		checkEventData(t, srv, "/v1/envs/{env}/routes/events", w.events())
 		// Idle streams say so every 15 s.
 		time.Sleep(keepaliveInterval)
 		synctest.Wait()
@@ -430,6 +431,7 @@ func TestEventStreamAllEnvs(t *testing.T) {
 		if len(changes) != 1 || !strings.Contains(changes[0].data, `"removed":["/acme.order.v1.OrderService/Create","/acme.user.v1.UserService/Get","/acme.user.v1.UserService/List"]`) {
 			t.Errorf("env removed: %+v", changes)
 		}
+		checkEventData(t, srv, "/v1/routes/events", w.events())
 	})
 }
 
@@ -497,4 +499,43 @@ func TestEventStreamEndsOnDrain(t *testing.T) {
 
 func contextWithCancel(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithCancel(r.Context())
+}
+
+// checkEventData validates each event's data against the schema that
+// openapi.yaml's x-event-data names for its event type on the stream's
+// operation, so the contract of a stream is held to what it sends.
+func checkEventData(t *testing.T, srv *server, pattern string, evs []sse) {
+	t.Helper()
+	op := srv.spec.ops[routeKey{http.MethodGet, pattern}]
+	if op == nil {
+		t.Fatalf("no operation for GET %s", pattern)
+	}
+	media := op.route.Operation.Responses.Status(http.StatusOK).Value.Content.Get("text/event-stream")
+	refs, ok := media.Extensions["x-event-data"].(map[string]any)
+	if !ok {
+		t.Fatalf("GET %s declares no x-event-data", pattern)
+	}
+	for _, e := range evs {
+		if e.typ == ":" || e.typ == "reset" {
+			continue
+		}
+		ref, ok := refs[e.typ].(map[string]any)
+		if !ok {
+			t.Errorf("GET %s: event %q is not declared in x-event-data", pattern, e.typ)
+			continue
+		}
+		name := strings.TrimPrefix(ref["$ref"].(string), "#/components/schemas/")
+		schema := srv.spec.doc.Components.Schemas[name]
+		if schema == nil {
+			t.Fatalf("x-event-data names schema %q, which is not in components", name)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(e.data), &v); err != nil {
+			t.Errorf("event %s: data is not JSON: %v", e.typ, err)
+			continue
+		}
+		if err := schema.Value.VisitJSON(v); err != nil {
+			t.Errorf("event %s does not match %s: %v", e.typ, name, clip(err.Error(), 500))
+		}
+	}
 }
