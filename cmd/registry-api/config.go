@@ -23,22 +23,23 @@ const envPrefix = "REGISTRY"
 // Config is the whole configuration of the service. Its defaults are those of
 // a cluster deployment; `make run` sets the memory store.
 type Config struct {
-	Addr            string        `default:":8080" desc:"listen address"`
-	Store           string        `default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
-	Seed            string        `desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive   bool          `split_words:"true" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
-	Namespaces      []string      `default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
-	PollInterval    time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
-	TTL             time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
-	RunDateZone     string        `split_words:"true" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
-	MaxClockSkew    time.Duration `split_words:"true" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
-	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat       string        `split_words:"true" default:"json" desc:"json or console"`
-	ShutdownTimeout time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
-	MaxInFlight     int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
-	BodyReadTimeout time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
-	LogLineBytes    int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
-	Kubeconfig      string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
+	Addr             string        `default:":8080" desc:"listen address"`
+	Store            string        `default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
+	Seed             string        `desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
+	SeedKeepalive    bool          `split_words:"true" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	Namespaces       []string      `default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
+	PollInterval     time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
+	TTL              time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
+	RunDateZone      string        `split_words:"true" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
+	MaxClockSkew     time.Duration `split_words:"true" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
+	LogLevel         string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat        string        `split_words:"true" default:"json" desc:"json or console"`
+	ShutdownTimeout  time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	MaxInFlight      int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
+	BodyReadTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	LogLineBytes     int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
+	LogFlushInterval time.Duration `split_words:"true" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
+	Kubeconfig       string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
 
 	ReadOnly          bool          `split_words:"true" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
 	WriteNamespace    string        `split_words:"true" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
@@ -99,6 +100,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)
 	}
 	// 0, a Config built in code, means the defaults.
+	if c.LogFlushInterval < 0 || c.LogFlushInterval > maxLogFlushInterval {
+		return fmt.Errorf("REGISTRY_LOG_FLUSH_INTERVAL=%s: want 0 to %s", c.LogFlushInterval, maxLogFlushInterval)
+	}
 	if c.LogLineBytes != 0 && c.LogLineBytes < minLogLineBytes {
 		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: must be at least %d", c.LogLineBytes, minLogLineBytes)
 	}

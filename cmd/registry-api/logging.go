@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,21 +19,136 @@ const minLogLineBytes = 1024
 // defaultLogLineBytes leaves room for a panic's stack.
 const defaultLogLineBytes = 8192
 
-func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, error) {
+// maxLogFlushInterval bounds REGISTRY_LOG_FLUSH_INTERVAL: a line seen a
+// second late is still a line seen while it matters.
+const maxLogFlushInterval = time.Second
+
+// logBufferBytes holds a few hundred request lines: past it the buffer is
+// written out at once, so a flood never waits for the next flush.
+const logBufferBytes = 64 << 10
+
+// newLogger returns the service's logger and a close that writes out what
+// it still holds; serve calls it last.
+func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, func(), error) {
 	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
 	if err != nil || level == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", cfg.LogLevel)
+		return zerolog.Logger{}, nil, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", cfg.LogLevel)
 	}
-	var w io.Writer = stdout
+	closeLog := func() {}
+	out := stdout
+	var buffer *logBuffer
+	if cfg.LogFlushInterval > 0 {
+		buffer = newLogBuffer(stdout)
+		stop := buffer.flushEvery(cfg.LogFlushInterval)
+		closeLog = stop
+		out = buffer
+	}
+	var w io.Writer = out
 	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
 	}
 	max := cfg.LogLineBytes
 	if max == 0 {
 		max = defaultLogLineBytes
 	}
 	w = lineCap{w: w, max: max}
-	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "registry-api").Logger(), nil
+	if buffer != nil {
+		w = flushOnError{w: w, buffer: buffer}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "registry-api").Logger(), closeLog, nil
+}
+
+// logBuffer gathers log lines and writes them out together. Written one by
+// one, each request's line costs a write system call of its own, which under
+// load is a fifth of what serving a read costs (BENCHMARKS.md, "Routes view,
+// load test and followers").
+type logBuffer struct {
+	mu  sync.Mutex
+	out io.Writer
+	buf *bufio.Writer
+}
+
+func newLogBuffer(out io.Writer) *logBuffer {
+	return &logBuffer{out: out, buf: bufio.NewWriterSize(out, logBufferBytes)}
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var err error
+	if len(p) > b.buf.Available() && b.buf.Buffered() > 0 {
+		// Written out whole lines at a time: a reader of the output never
+		// sees half of one.
+		err = b.buf.Flush()
+	}
+	n := 0
+	if err == nil {
+		n, err = b.buf.Write(p)
+	}
+	if err != nil {
+		// bufio keeps a write error for good; the next lines get a fresh
+		// buffer instead of being refused forever.
+		b.buf.Reset(b.out)
+	}
+	return n, err
+}
+
+// Flush writes out what the buffer holds.
+func (b *logBuffer) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.buf.Flush()
+	if err != nil {
+		b.buf.Reset(b.out)
+	}
+	return err
+}
+
+// flushEvery flushes the buffer every interval until the returned stop,
+// which flushes it a last time.
+func (b *logBuffer) flushEvery(interval time.Duration) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				_ = b.Flush()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+			_ = b.Flush()
+		})
+	}
+}
+
+// flushOnError writes out an error line, and what came before it, at once:
+// the line that says the service is failing must not wait for a tick that a
+// crash may never reach.
+type flushOnError struct {
+	w      io.Writer
+	buffer *logBuffer
+}
+
+func (f flushOnError) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func (f flushOnError) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if level >= zerolog.ErrorLevel {
+		if ferr := f.buffer.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return n, err
 }
 
 // lineCap bounds every log line. zerolog hands its writer one whole JSON

@@ -59,10 +59,11 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stdout)
+	log, closeLog, err := newLogger(cfg, stdout)
 	if err != nil {
 		return err
 	}
+	defer closeLog()
 	zone, _ := time.LoadLocation(cfg.RunDateZone)
 	namespaces, _ := cfg.watchedNamespaces()
 
