@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,10 @@ func TestServeEndsFollowersOnShutdown(t *testing.T) {
 		resp.Body.Close()
 		blocked <- resp
 	}()
-	time.Sleep(200 * time.Millisecond) // let it block; the assertions below do not depend on it
+	waitFor(t, 5*time.Second, "the blocked query is held", func() (bool, string) {
+		v := mustMetric(t, base, "registry_api_followers", `kind="blocking"`)
+		return v == 1, strconv.FormatFloat(v, 'f', -1, 64)
+	})
 
 	began := time.Now()
 	if err := stop(); err != nil {
