@@ -196,6 +196,14 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 	}
 
 	var query url.Values
+	if r.URL.RawQuery != "" {
+		// url.Values drops what it cannot decode: a filter written
+		// ?include=%zz would be ignored, not refused.
+		var err error
+		if query, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			return &model.Error{Code: model.CodeInvalid, Message: "the query string cannot be decoded: " + clip(err.Error(), 120), Err: err}
+		}
+	}
 	for _, pc := range op.params {
 		p := pc.param
 		switch p.In {
@@ -228,9 +236,6 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 			// A filter given once, non-empty: checked as a path parameter is
 			// (VisitJSONString checks no enum: those go the long way).
 			if pc.str != nil && len(pc.str.Enum) == 0 {
-				if query == nil {
-					query = r.URL.Query()
-				}
 				values := query[p.Name]
 				if len(values) == 0 && !p.Required {
 					continue
