@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
+	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 )
@@ -37,6 +38,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
 	MaxInFlight      int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
 	BodyReadTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	MaxBodyBytes     int64         `split_words:"true" default:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
 	LogLineBytes     int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
 	LogFlushInterval time.Duration `split_words:"true" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
 	Kubeconfig       string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
@@ -95,6 +97,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxInFlight < 0 {
 		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must be positive", c.MaxInFlight)
+	}
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 0 && c.MaxBodyBytes < httpapi.LargestBody {
+		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: must be at least %d, so that the largest valid body fits", c.MaxBodyBytes, httpapi.LargestBody)
 	}
 	if c.BodyReadTimeout < 0 {
 		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)

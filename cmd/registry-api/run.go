@@ -96,6 +96,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		Log:             log,
 		MaxInFlight:     cfg.MaxInFlight,
 		BodyReadTimeout: cfg.BodyReadTimeout,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
 		Snapshots:       poller,
 		TTL:             cfg.TTL,
 		Registry:        reg,

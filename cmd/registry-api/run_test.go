@@ -462,16 +462,18 @@ func TestBadSeedIsAStartupError(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
-		"unknown store":    func(c *Config) { c.Store = "etcd" },
-		"seed without mem": func(c *Config) { c.Store = "kube" },
-		"zero poll":        func(c *Config) { c.PollInterval = 0 },
-		"zero ttl":         func(c *Config) { c.TTL = 0 },
-		"bad log format":   func(c *Config) { c.LogFormat = "xml" },
-		"bad zone":         func(c *Config) { c.RunDateZone = "Mars/Olympus" },
-		"negative skew":    func(c *Config) { c.MaxClockSkew = -time.Second },
-		"no namespaces":    func(c *Config) { c.Namespaces = []string{" "} },
-		"star with others": func(c *Config) { c.Namespaces = []string{"*", "a"} },
-		"bad log level":    func(c *Config) { c.LogLevel = "loud" },
+		"unknown store":               func(c *Config) { c.Store = "etcd" },
+		"seed without mem":            func(c *Config) { c.Store = "kube" },
+		"zero poll":                   func(c *Config) { c.PollInterval = 0 },
+		"zero ttl":                    func(c *Config) { c.TTL = 0 },
+		"bad log format":              func(c *Config) { c.LogFormat = "xml" },
+		"bad zone":                    func(c *Config) { c.RunDateZone = "Mars/Olympus" },
+		"negative skew":               func(c *Config) { c.MaxClockSkew = -time.Second },
+		"no namespaces":               func(c *Config) { c.Namespaces = []string{" "} },
+		"star with others":            func(c *Config) { c.Namespaces = []string{"*", "a"} },
+		"bad log level":               func(c *Config) { c.LogLevel = "loud" },
+		"body budget under one batch": func(c *Config) { c.MaxBodyBytes = 1 << 10 },
+		"negative body budget":        func(c *Config) { c.MaxBodyBytes = -1 },
 
 		"negative batch window":       func(c *Config) { c.WriteBatchWindow = -time.Millisecond },
 		"batch window past TTL/2":     func(c *Config) { c.WriteBatchWindow = 5 * time.Second },
