@@ -71,7 +71,7 @@ type fakeSource struct {
 	ch   chan struct{}
 }
 
-func (f *fakeSource) Snapshot() *model.Snapshot   { return f.snap }
+func (f *fakeSource) Snapshot() *model.Snapshot  { return f.snap }
 func (f *fakeSource) Published() <-chan struct{} { return f.ch }
 
 // registry builds snapshots of namespace "shop", synced at a given instant.
