@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/routesync"
 )
 
 // maxBatch caps a batch resolution; openapi.yaml says the same.
@@ -84,7 +85,7 @@ func handleListEnvs(src model.SnapshotSource, live liveness) http.HandlerFunc {
 }
 
 // handleGetEnv serves GET /v1/envs/{env}.
-func handleGetEnv(src model.SnapshotSource, live liveness) http.HandlerFunc {
+func handleGetEnv(src model.SnapshotSource, live liveness, sync func() []routesync.KindStatus) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		snap := current(src)
 		env, err := lookupEnv(w, snap, pathParam(r, "env"))
@@ -92,7 +93,7 @@ func handleGetEnv(src model.SnapshotSource, live liveness) http.HandlerFunc {
 			writeProblem(w, r, err)
 			return
 		}
-		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live))
+		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live, sync))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/routesync"
 )
 
 // defaultTTL is the Go registry library's heartbeat TTL.
@@ -68,6 +69,9 @@ type Deps struct {
 	// once; past it a body's request is answered 503 overloaded. Zero
 	// means 32 MiB.
 	MaxBodyBytes int64
+	// RouteSync, when route sync is on, reports which of its kinds the API
+	// server serves, for GET /v1/envs/{env}; nil when it is off.
+	RouteSync func() []routesync.KindStatus
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.
