@@ -276,4 +276,3 @@ func conflictLine(r *model.Route) string {
 	}
 	return r.Method + " also claimed by " + strings.Join(others, ", ")
 }
-
