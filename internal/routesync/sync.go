@@ -33,18 +33,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/model"
 )
 
 // FieldManager is the server-side apply field manager of every object the
 // sync writes.
 const FieldManager = "registry-api"
-
-// ManagedBy is the label, and its value, that marks an object as the sync's.
-const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "registry-api"
-)
 
 // DefaultGrace is how long a method's rules outlive its last live instance.
 // A redeploy replaces every pod within a minute or two.
@@ -373,7 +368,7 @@ func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[ob
 		var live *model.RouteTable
 		if env := snap.Envs[name]; env != nil {
 			live = env.Routes(now, s.o.TTL).Table
-			for app, ns := range appNamespaces(env) {
+			for app, ns := range export.AppNamespaces(env) {
 				mem.namespaces[app] = ns
 			}
 		} else {
@@ -526,7 +521,7 @@ func (s *Syncer) listManaged(ctx context.Context, k Kind, desired map[objectKey]
 	}
 	out := map[objectKey]*unstructured.Unstructured{}
 	for _, ns := range namespaces {
-		list, err := s.o.Client.Resource(k.GVR).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue})
+		list, err := s.o.Client.Resource(k.GVR).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: export.LabelManagedBy + "=" + export.ManagedBy})
 		if err != nil {
 			s.m.errors.WithLabelValues(k.Name, "list").Inc()
 			return nil, fmt.Errorf("list %s in %q: %w", k.Name, ns, err)
@@ -550,7 +545,7 @@ func (s *Syncer) takenBySomeoneElse(ctx context.Context, k Kind, key objectKey) 
 		s.m.errors.WithLabelValues(k.Name, "get").Inc()
 		return false, fmt.Errorf("get %s: %w", key, err)
 	}
-	return obj.GetLabels()[ManagedByLabel] != ManagedByValue, nil
+	return obj.GetLabels()[export.LabelManagedBy] != export.ManagedBy, nil
 }
 
 // dropsRoutes reports whether applying desired over existing would remove
@@ -566,21 +561,6 @@ func dropsRoutes(k Kind, existing, desired *unstructured.Unstructured) bool {
 		}
 	}
 	return false
-}
-
-// appNamespaces is where each app's objects go: the namespace of its
-// registry ConfigMap, the first by name if several, so that the choice does
-// not move with heartbeats.
-func appNamespaces(env *model.EnvIndex) map[string]string {
-	out := make(map[string]string, len(env.Apps))
-	for id, app := range env.Apps {
-		for _, n := range app.Nodes {
-			if cur, ok := out[id]; !ok || n.Namespace < cur {
-				out[id] = n.Namespace
-			}
-		}
-	}
-	return out
 }
 
 func compareKeys(a, b objectKey) int {

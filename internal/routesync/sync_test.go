@@ -20,6 +20,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/model"
 )
 
@@ -51,7 +52,7 @@ func buildRoutes(env string, table *model.RouteTable, namespaces map[string]stri
 		}}
 		o.SetName(env + "." + app)
 		o.SetNamespace(namespaces[app])
-		o.SetLabels(map[string]string{ManagedByLabel: ManagedByValue})
+		o.SetLabels(map[string]string{export.LabelManagedBy: export.ManagedBy})
 		out = append(out, o)
 	}
 	return out, nil
@@ -198,7 +199,7 @@ func managed(ns, name string, methods ...string) *unstructured.Unstructured {
 		"spec": map[string]any{"methods": toAny(methods)}}}
 	o.SetNamespace(ns)
 	o.SetName(name)
-	o.SetLabels(map[string]string{ManagedByLabel: ManagedByValue})
+	o.SetLabels(map[string]string{export.LabelManagedBy: export.ManagedBy})
 	return o
 }
 
