@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
+	"github.com/acme/registry-api/internal/export"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
@@ -61,6 +63,12 @@ type Config struct {
 	LeaseDuration      time.Duration `split_words:"true" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
 	LeaseRenewDeadline time.Duration `split_words:"true" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
 	LeaseRetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
+
+	Gateway            string        `desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `split_words:"true" desc:"request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	SyncGRPCRoutes     bool          `envconfig:"SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
+	SyncIstio          bool          `split_words:"true" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
+	SyncGrace          time.Duration `split_words:"true" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -132,7 +140,46 @@ func (c *Config) validate() error {
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
 		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
 	}
-	return c.validateAuth()
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	return c.validateRouting()
+}
+
+// validateRouting checks the export's and the route sync's settings.
+func (c *Config) validateRouting() error {
+	if _, err := c.gateway(); err != nil {
+		return err
+	}
+	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
+		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: not an HTTP header name", h)
+	}
+	if !c.SyncGRPCRoutes && !c.SyncIstio {
+		return nil
+	}
+	switch {
+	case c.SyncGRPCRoutes && c.Gateway == "":
+		return errors.New("REGISTRY_SYNC_GRPCROUTES=true needs REGISTRY_GATEWAY: routes that no Gateway reads route nothing")
+	case c.Store != "kube":
+		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO need REGISTRY_STORE=kube: the objects live in its API server")
+	case c.ReadOnly:
+		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO run on the elected leader, which a read-only replica (REGISTRY_READ_ONLY=true) never is")
+	case c.SyncGrace < 0:
+		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
+	}
+	return nil
+}
+
+// gateway is REGISTRY_GATEWAY parsed; nil when unset.
+func (c *Config) gateway() (*export.ParentRef, error) {
+	if c.Gateway == "" {
+		return nil, nil
+	}
+	ref, err := export.ParseParentRef(c.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("REGISTRY_GATEWAY=%q: %w", c.Gateway, err)
+	}
+	return &ref, nil
 }
 
 // Values of REGISTRY_AUTH.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"github.com/acme/registry-api/internal/auth"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 )
@@ -49,7 +51,7 @@ func configureAuth(deps *httpapi.Deps, cfg Config, client kubernetes.Interface, 
 // memory store, a single process, it runs here, and only GC has anything to
 // do. It stops when ctx ends; the returned function stops it and waits.
 func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st store.Store, client kubernetes.Interface,
-	writer *registry.Writer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
+	writer *registry.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
 	namespaces, _ := cfg.watchedNamespaces()
 	zone, _ := time.LoadLocation(cfg.RunDateZone)
 	opts := upkeep.Options{
@@ -119,7 +121,14 @@ func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st
 	}
 	go func() {
 		defer close(done)
-		elector.Run(ctx, keeper.Run)
+		elector.Run(ctx, func(ctx context.Context) {
+			var work sync.WaitGroup
+			work.Go(func() { keeper.Run(ctx) })
+			if routeSync != nil {
+				work.Go(func() { routeSync.Run(ctx) })
+			}
+			work.Wait()
+		})
 	}()
 	return stop, nil
 }

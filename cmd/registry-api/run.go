@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	st, client, err := openStore(ctx, cfg, getenv, zone, log)
+	st, client, restCfg, err := openStore(ctx, cfg, getenv, zone, log)
 	if err != nil {
 		return err
 	}
@@ -108,6 +108,14 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err
 	}
+	routeSync, err := newRouteSync(cfg, restCfg, poller, log, reg)
+	if err != nil {
+		return err
+	}
+	if routeSync != nil {
+		deps.RouteSync = routeSync.Status
+		go routeSync.Discover(ctx)
+	}
 	if !cfg.ReadOnly {
 		writer, err := registry.New(registry.Options{
 			Store:             st,
@@ -131,7 +139,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// The leader's work stops as soon as ctx ends, releasing the lease so
 		// that another replica takes over; this waits for it before the
 		// writer it uses is closed.
-		stopUpkeep, err := startUpkeep(ctx, cfg, getenv, st, client, writer, log, reg)
+		stopUpkeep, err := startUpkeep(ctx, cfg, getenv, st, client, writer, routeSync, log, reg)
 		if err != nil {
 			return err
 		}
@@ -196,33 +204,33 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 
 // openStore opens the store, and for the kube store the client of its API
 // server, which also reviews tokens and elects the leader.
-func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, kubernetes.Interface, error) {
+func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
 	if cfg.Store == "memory" {
 		var seed []corev1.ConfigMap
 		if cfg.Seed != "" {
 			cms, err := store.LoadSeedFile(cfg.Seed)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			seed = cms
 		}
 		mem, err := store.NewMemory(seed...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if cfg.SeedKeepalive {
 			// Refreshed before anything reads the seed: its run_dates are old,
 			// and the leader's GC would remove the demo entries first.
 			if err := store.RefreshSeed(ctx, mem, zone); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
-		return mem, nil, nil
+		return mem, nil, nil, nil
 	}
 	restCfg, err := kubeConfig(cfg, getenv)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	restCfg.UserAgent = "registry-api/" + version
 	// client-go's default of 5 requests a second would throttle the write
@@ -231,9 +239,9 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 	restCfg.QPS, restCfg.Burst = kubeQPS, kubeBurst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &store.Kube{Client: client}, client, nil
+	return &store.Kube{Client: client}, client, restCfg, nil
 }
 
 // kubeConfig finds API server credentials: in-cluster inside a pod, else a
