@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "registry_api_sync_last_success_timestamp_seconds",
-			Help: "When route sync last brought every served kind to the route table, as a Unix time.",
+			Help: "When route sync last found every served kind in step with the route table, or brought it there, as a Unix time.",
 		}),
 	}
 	if reg == nil {

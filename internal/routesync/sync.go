@@ -317,6 +317,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	next = earliest(next, s.lastFull.Add(s.o.Resync))
 	tableHash := digest(desired) + fmt.Sprint(quiet, status)
 	if tableHash == s.lastTable && !full {
+		s.m.lastSuccess.Set(unixSeconds(now))
 		return next
 	}
 	if full {
@@ -341,7 +342,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 		s.lastFull = now
 		next = earliest(next, now.Add(s.o.Resync))
 	}
-	s.m.lastSuccess.Set(float64(now.Unix()))
+	s.m.lastSuccess.Set(unixSeconds(now))
 	return next
 }
 
@@ -603,6 +604,8 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func boolGauge(b bool) float64 {
 	if b {
