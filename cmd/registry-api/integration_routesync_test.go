@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -163,7 +165,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 	a, stopA := startServe(t, cfg, io.Discard)
 	waitReady(t, a)
 	waitFor(t, within, "a leading", func() (bool, string) { return leads(t, a), "not leading" })
-	b, _ := startServe(t, cfg, io.Discard)
+	b, stopB := startServe(t, cfg, io.Discard)
 	waitReady(t, b)
 
 	// A registration through the API becomes a route, once the new term's
@@ -238,6 +240,22 @@ func TestIntegrationRouteSync(t *testing.T) {
 	after, methods := routeMethods(t, dyn, ns, "prod.user-service")
 	if after == nil || after.GetUID() != before.GetUID() || after.GetResourceVersion() != before.GetResourceVersion() {
 		t.Errorf("user-service's route after the leader change: %v, resourceVersion %s → %s", methods, before.GetResourceVersion(), after.GetResourceVersion())
+	}
+
+	// Sync turned off: the next leader leaves the objects where they are.
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	off := cfg
+	off.SyncGRPCRoutes, off.SyncIstio = false, false
+	c, _ := startServe(t, off, io.Discard)
+	waitReady(t, c)
+	waitFor(t, within, "c leading and at work", func() (bool, string) {
+		v, _ := metricValue(t, c, "registry_api_upkeep_cycles_total", `result="ok"`)
+		return leads(t, c) && v > 0, fmt.Sprintf("%v upkeep cycles", v)
+	})
+	if obj, _ := routeMethods(t, dyn, ns, "prod.user-service"); obj == nil || obj.GetResourceVersion() != before.GetResourceVersion() {
+		t.Errorf("user-service's route with sync off: %v", obj)
 	}
 
 	// Someone else's routes were never touched.
@@ -331,4 +349,100 @@ func TestIntegrationRouteSyncOutage(t *testing.T) {
 	if obj, methods := routeMethods(t, dyn, ns, "prod.user-service"); obj == nil || obj.GetUID() != before.GetUID() || !slices.Equal(methods, []string{get}) {
 		t.Errorf("user-service's route once it heartbeats again: %v (exists: %v)", methods, obj != nil)
 	}
+}
+
+// TestIntegrationDeployRouteSync applies the base with both sync components
+// and runs the sync with the ServiceAccount's token alone: the components'
+// Roles allow what the sync does in the watched namespace, and nothing more.
+func TestIntegrationDeployRouteSync(t *testing.T) {
+	srv := sharedServer(t)
+	installRoutingCRDs(t, srv)
+	cs := adminClient(t, srv)
+	createNamespace(t, cs, deployNamespace)
+	createNamespace(t, cs, otherNamespace)
+
+	// An overlay as the README shows, beside deploy/ (kustomize refuses one
+	// inside the base it builds on).
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay, err := os.MkdirTemp(root, ".itest-overlay-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(overlay) })
+	kustomization := "namespace: " + deployNamespace + "\nresources: [../deploy]\n" +
+		"components: [../deploy/components/sync-grpcroutes, ../deploy/components/sync-istio]\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := srv.Kubectl("kustomize", overlay)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"name: REGISTRY_SYNC_GRPCROUTES", "name: REGISTRY_SYNC_ISTIO"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the overlay's Deployment lacks %s", want)
+		}
+	}
+	if out, err := srv.Kubectl("apply", "-k", overlay); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+
+	canI := func(verb, resource, namespace string) bool {
+		args := []string{"auth", "can-i", verb, resource, "--as=" + serviceAccount}
+		if namespace == "" {
+			args = append(args, "--all-namespaces")
+		} else {
+			args = append(args, "-n", namespace)
+		}
+		// kubectl may warn first, on stderr; the answer is the last line.
+		out, _ := srv.Kubectl(args...)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return lines[len(lines)-1] == "yes"
+	}
+	waitFor(t, 10*time.Second, "the sync Roles taking effect", func() (bool, string) {
+		out, _ := srv.Kubectl("auth", "can-i", "patch", "grpcroutes.gateway.networking.k8s.io", "--as="+serviceAccount, "-n", deployNamespace)
+		return canI("patch", "grpcroutes.gateway.networking.k8s.io", deployNamespace), string(out)
+	})
+	for _, resource := range []string{"grpcroutes.gateway.networking.k8s.io", "referencegrants.gateway.networking.k8s.io",
+		"virtualservices.networking.istio.io", "destinationrules.networking.istio.io"} {
+		for _, verb := range []string{"get", "list", "create", "patch", "delete"} {
+			if !canI(verb, resource, deployNamespace) {
+				t.Errorf("cannot %s %s in %s", verb, resource, deployNamespace)
+			}
+		}
+		for _, denied := range []struct{ verb, namespace string }{{"update", deployNamespace}, {"watch", deployNamespace},
+			{"patch", otherNamespace}, {"list", ""}} {
+			if canI(denied.verb, resource, denied.namespace) {
+				t.Errorf("may %s %s in %q", denied.verb, resource, denied.namespace)
+			}
+		}
+	}
+	if canI("patch", "httproutes.gateway.networking.k8s.io", deployNamespace) {
+		t.Error("may patch HTTPRoutes")
+	}
+
+	// The sync, with those permissions alone, writes an app's routes.
+	out, err = srv.Kubectl("create", "token", "registry-api", "-n", deployNamespace,
+		"--audience", "https://kubernetes.default.svc.cluster.local", "--duration", "10m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	kubeconfig := writeTokenKubeconfig(t, srv, strings.TrimSpace(string(out)))
+	const env, charge = "synctest", "/acme.pay.v1.PayService/Charge"
+	putRegistry(t, cs, deployNamespace, "ff-registry-"+env, entries(newNode(env, "pay-service", "v1", charge)))
+	cfg := syncServeConfig(kubeconfig, deployNamespace, time.Second)
+	logs := &syncBuffer{}
+	base, stop := startServe(t, cfg, logs)
+	waitReady(t, base)
+	waitRouteMethods(t, dynamicClient(t, srv), deployNamespace, env+".pay-service", 20*time.Second, charge)
+	if v, _ := metricValue(t, base, "registry_api_sync_errors_total"); v != 0 {
+		t.Errorf("%v failed sync calls with the ServiceAccount's permissions:\n%s", v, logs.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	editConfigMap(t, cs, deployNamespace, "ff-registry-"+env, func(d map[string]string) { clear(d) })
 }
