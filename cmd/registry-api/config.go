@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
+	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	TokenAudiences []string `split_words:"true" default:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
 	AdminSubjects  []string `split_words:"true" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
 	ReadAuth       bool     `split_words:"true" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
+
+	Gateway            string `desc:"parent of exported GRPCRoutes when a request names none: <namespace>/<name>[/<sectionName>] of a Gateway; empty leaves them unattached"`
+	IstioVersionHeader string `split_words:"true" desc:"lowercase header whose value (a version) selects that version's subset in exported VirtualServices; empty adds no such routes"`
 
 	MaxFollowers int `split_words:"true" default:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
@@ -127,7 +131,25 @@ func (c *Config) validate() error {
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
 		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
 	}
+	if _, err := c.gateway(); err != nil {
+		return err
+	}
+	if c.IstioVersionHeader != "" && !export.ValidHeaderName(c.IstioVersionHeader) {
+		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", c.IstioVersionHeader)
+	}
 	return c.validateAuth()
+}
+
+// gateway is REGISTRY_GATEWAY read, nil when unset.
+func (c *Config) gateway() (*export.ParentRef, error) {
+	if c.Gateway == "" {
+		return nil, nil
+	}
+	p, err := export.ParseParentRef(c.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("REGISTRY_GATEWAY: %w", err)
+	}
+	return &p, nil
 }
 
 // Values of REGISTRY_AUTH.
