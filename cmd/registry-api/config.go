@@ -65,7 +65,7 @@ type Config struct {
 	LeaseRetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
 
 	Gateway            string        `desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
-	IstioVersionHeader string        `split_words:"true" desc:"request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	IstioVersionHeader string        `split_words:"true" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
 	SyncGRPCRoutes     bool          `envconfig:"SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
 	SyncIstio          bool          `split_words:"true" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
 	SyncGrace          time.Duration `split_words:"true" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
@@ -152,7 +152,7 @@ func (c *Config) validateRouting() error {
 		return err
 	}
 	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
-		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: not an HTTP header name", h)
+		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", h)
 	}
 	if !c.SyncGRPCRoutes && !c.SyncIstio {
 		return nil

@@ -89,21 +89,24 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		return err
 	}
 	writeNamespace, _ := cfg.writeNamespace()
+	gateway, _ := cfg.gateway() // validate read it already
 	// Closed when draining begins: event streams and blocked queries end
 	// then, since http.Server.Shutdown waits for them but never ends them.
 	draining := make(chan struct{})
 	deps := httpapi.Deps{
-		Log:             log,
-		MaxInFlight:     cfg.MaxInFlight,
-		BodyReadTimeout: cfg.BodyReadTimeout,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		Snapshots:       poller,
-		TTL:             cfg.TTL,
-		Registry:        reg,
-		ReadOnly:        cfg.ReadOnly,
-		WriteNamespace:  writeNamespace,
-		MaxFollowers:    cfg.MaxFollowers,
-		Drain:           draining,
+		Log:                log,
+		MaxInFlight:        cfg.MaxInFlight,
+		BodyReadTimeout:    cfg.BodyReadTimeout,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		Snapshots:          poller,
+		TTL:                cfg.TTL,
+		Registry:           reg,
+		ReadOnly:           cfg.ReadOnly,
+		WriteNamespace:     writeNamespace,
+		MaxFollowers:       cfg.MaxFollowers,
+		Drain:              draining,
+		Gateway:            gateway,
+		IstioVersionHeader: cfg.IstioVersionHeader,
 	}
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err

@@ -497,6 +497,11 @@ func TestConfigValidation(t *testing.T) {
 		"retry period past the renew":         func(c *Config) { c.LeaseRetryPeriod = 9 * time.Second },
 		"lease namespace invalid":             func(c *Config) { c.LeaseNamespace = "Bad_NS" },
 		"lease name invalid":                  func(c *Config) { c.LeaseName = "Bad Name" },
+
+		"gateway without a namespace":   func(c *Config) { c.Gateway = "public" },
+		"gateway with a bad name":       func(c *Config) { c.Gateway = "infra/Public" },
+		"istio header not lowercase":    func(c *Config) { c.IstioVersionHeader = "X-Version" },
+		"istio header with a separator": func(c *Config) { c.IstioVersionHeader = "x version" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -507,6 +512,11 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 	cfg := testConfig(t)
+	cfg.Gateway, cfg.IstioVersionHeader = "infra/public/grpc", "x-version"
+	if err := cfg.validate(); err != nil {
+		t.Errorf("gateway %s, header %s: %v", cfg.Gateway, cfg.IstioVersionHeader, err)
+	}
+	cfg = testConfig(t)
 	cfg.Namespaces = []string{"*"}
 	if ns, err := cfg.watchedNamespaces(); err != nil || len(ns) != 1 || ns[0] != "" {
 		t.Errorf("* = %q, %v; want all namespaces", ns, err)

@@ -52,6 +52,8 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Get("/v1/routes", handleAllRoutes(live, s.follow))
 		r.Get("/v1/envs/{env}/routes/events", handleRouteEvents(live, s.follow, false))
 		r.Get("/v1/routes/events", handleRouteEvents(live, s.follow, true))
+		r.Get("/v1/envs/{env}/export/grpcroutes", handleExportGRPCRoutes(snaps, live, deps.Gateway))
+		r.Get("/v1/envs/{env}/export/istio", handleExportIstio(snaps, live, deps.IstioVersionHeader))
 	})
 
 	// The write API. A server without a write path refuses it before

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/acme/registry-api/internal/auth"
+	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/routesync"
@@ -69,6 +70,12 @@ type Deps struct {
 	// once; past it a body's request is answered 503 overloaded. Zero
 	// means 32 MiB.
 	MaxBodyBytes int64
+	// Gateway is the parent of exported GRPCRoutes when a request names
+	// none (?gateway=); nil leaves them unattached.
+	Gateway *export.ParentRef
+	// IstioVersionHeader, when set, is the header whose value selects a
+	// version's subset in exported VirtualServices; empty adds no such routes.
+	IstioVersionHeader string
 	// RouteSync, when route sync is on, reports which of its kinds the API
 	// server serves, for GET /v1/envs/{env}; nil when it is off.
 	RouteSync func() []routesync.KindStatus
@@ -103,6 +110,9 @@ func (d *Deps) validate() error {
 	}
 	if d.MaxInFlight < 0 || d.BodyReadTimeout < 0 || d.MaxBodyBytes < 0 {
 		return errors.New("httpapi: Deps.MaxInFlight, Deps.BodyReadTimeout and Deps.MaxBodyBytes must not be negative")
+	}
+	if d.IstioVersionHeader != "" && !export.ValidHeaderName(d.IstioVersionHeader) {
+		return fmt.Errorf("httpapi: Deps.IstioVersionHeader %q is not a lowercase header name", d.IstioVersionHeader)
 	}
 	if d.MaxBodyBytes == 0 {
 		d.MaxBodyBytes = defaultMaxBodyBytes
