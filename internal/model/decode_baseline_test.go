@@ -363,3 +363,146 @@ func TestBaselinesMatchParseEntry(t *testing.T) {
 		})
 	}
 }
+
+// --- benchmarks ---
+
+// The registry of internal/watch's benchmarks: 50 envs × 20 apps × 10
+// instances = 10,000 instances, 20 methods each.
+const (
+	benchEnvs            = 50
+	benchAppsPerEnv      = 20
+	benchInstancesPerApp = 10
+	benchMethodsPerApp   = 20
+	benchFirstLease      = 1795695862709570046
+)
+
+var benchTime = time.Date(2026, 11, 26, 12, 24, 22, 0, time.UTC)
+
+// benchEnvData is one env's ConfigMap data.
+type benchEnvData struct {
+	name string
+	keys []string
+	raws [][]byte
+}
+
+// benchLease is the lease id of instance i of app a in env e.
+func benchLease(e, a, i int) int64 { return int64(benchFirstLease + e*100000 + a*1000 + i) }
+
+// benchEntryValue is an entry as internal/watch's benchmarks write it, with
+// 20 valid method names of the app's own service.
+func benchEntryValue(env string, a int, lease int64, runDate time.Time) []byte {
+	app := fmt.Sprintf("app-%02d", a)
+	methods := make([]string, benchMethodsPerApp)
+	for m := range methods {
+		methods[m] = fmt.Sprintf(`"/acme.app%02d.v1.Service/Method%02d":true`, a, m)
+	}
+	return fmt.Appendf(nil, `{"proto_count":1,"lease_id":%d,"run_date":%q,"methods":{%s},"network":{"sn":"n","internal":"%s:8080","external":""},"kernel":{"language":"Golang","version":"v0.0.1"},"meta":{"env":%q,"app_id":%q,"version":"v1"}}`,
+		lease, runDate.UTC().Format(time.DateTime), strings.Join(methods, ","), app, env, app)
+}
+
+func benchRegistry() []benchEnvData {
+	envs := make([]benchEnvData, benchEnvs)
+	for e := range envs {
+		d := &envs[e]
+		d.name = fmt.Sprintf("env-%02d", e)
+		for a := range benchAppsPerEnv {
+			for i := range benchInstancesPerApp {
+				lease := benchLease(e, a, i)
+				d.keys = append(d.keys, CanonicalKey(fmt.Sprintf("app-%02d", a), lease))
+				d.raws = append(d.raws, benchEntryValue(d.name, a, lease, benchTime.Add(-time.Duration(i)*time.Second)))
+			}
+		}
+	}
+	return envs
+}
+
+// benchParse is what the poller keeps of one parsed entry.
+func benchParse(parse entryParser, env, key string, raw []byte, opts ParseOptions) Entry {
+	node, warnings, err := parse("firefly", env, key, raw, opts)
+	e := Entry{Namespace: "firefly", Key: key, Node: node, Warnings: warnings}
+	if err != nil {
+		e.Err = err.(*EntryError)
+	}
+	return e
+}
+
+// BenchmarkEntryDecoders is one entry of 20 methods, with the poller's
+// interner, by each decoder.
+func BenchmarkEntryDecoders(b *testing.B) {
+	raw := benchEntryValue("env-00", 7, benchLease(0, 7, 3), benchTime)
+	key := CanonicalKey("app-07", benchLease(0, 7, 3))
+	for _, p := range entryParsers {
+		b.Run(p.name, func(b *testing.B) {
+			opts := ParseOptions{Intern: NewInterner(), ObservedAt: benchTime}
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if e := benchParse(p.parse, "env-00", key, raw, opts); e.Err != nil || len(e.Warnings) > 0 || len(e.Node.Methods) != benchMethodsPerApp {
+					b.Fatalf("parse: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkColdStartDecoders is a cold start without the poller around it:
+// every one of the 10,000 entries parsed with a fresh interner, every env
+// indexed by BuildEnv.
+func BenchmarkColdStartDecoders(b *testing.B) {
+	envs := benchRegistry()
+	for _, p := range entryParsers {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				opts := ParseOptions{Intern: NewInterner(), ObservedAt: benchTime}
+				nodes, methods := 0, 0
+				for _, d := range envs {
+					entries := make([]Entry, len(d.raws))
+					for i, raw := range d.raws {
+						entries[i] = benchParse(p.parse, d.name, d.keys[i], raw, opts)
+					}
+					idx := BuildEnv(d.name, entries)
+					nodes += len(idx.Nodes)
+					methods += len(idx.MethodNames)
+				}
+				if nodes != benchEnvs*benchAppsPerEnv*benchInstancesPerApp || methods != benchEnvs*benchAppsPerEnv*benchMethodsPerApp {
+					b.Fatalf("%d nodes and %d methods indexed", nodes, methods)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHeartbeatReindexDecoders is one heartbeat without the poller
+// around it: one instance's entry parsed again with a new run_date and its
+// env (200 instances) indexed by BuildEnv.
+func BenchmarkHeartbeatReindexDecoders(b *testing.B) {
+	d := benchRegistry()[benchEnvs/2]
+	const app, inst = 7, 3
+	at := app*benchInstancesPerApp + inst
+	lease := benchLease(benchEnvs/2, app, inst)
+	beats := [][]byte{
+		benchEntryValue(d.name, app, lease, benchTime.Add(time.Second)),
+		benchEntryValue(d.name, app, lease, benchTime.Add(2*time.Second)),
+	}
+	for _, p := range entryParsers {
+		b.Run(p.name, func(b *testing.B) {
+			opts := ParseOptions{Intern: NewInterner(), ObservedAt: benchTime}
+			entries := make([]Entry, len(d.raws))
+			for i, raw := range d.raws {
+				entries[i] = benchParse(p.parse, d.name, d.keys[i], raw, opts)
+			}
+			var idx *EnvIndex
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				n++
+				entries[at] = benchParse(p.parse, d.name, d.keys[at], beats[n%2], opts)
+				idx = BuildEnv(d.name, entries)
+			}
+			if got := idx.Apps["app-07"].Nodes[0].Key; got != d.keys[at] || len(idx.MethodNames) != benchAppsPerEnv*benchMethodsPerApp {
+				b.Fatalf("freshest node = %s, want the one that heartbeat; %d methods", got, len(idx.MethodNames))
+			}
+		})
+	}
+}
