@@ -241,18 +241,54 @@ func (c *Config) validateAuth() error {
 	return nil
 }
 
+// settings are the configuration with every value derived from it worked
+// out once, by resolve: serve and what it wires read these, so that nothing
+// downstream derives a value again or drops an error doing so.
+type settings struct {
+	Config
+	zone           *time.Location
+	namespaces     []string
+	writeNamespace string
+	admins         auth.Subjects
+	gateway        *export.ParentRef
+}
+
+// resolve checks c and derives its values.
+func (c Config) resolve() (settings, error) {
+	if err := c.validate(); err != nil {
+		return settings{}, err
+	}
+	s := settings{Config: c}
+	var err error
+	if s.zone, err = time.LoadLocation(c.RunDateZone); err != nil {
+		return settings{}, fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
+	}
+	if s.namespaces, err = c.watchedNamespaces(); err != nil {
+		return settings{}, err
+	}
+	if s.writeNamespace, err = c.writeNamespace(); err != nil {
+		return settings{}, err
+	}
+	if s.admins, err = auth.ParseSubjects(c.AdminSubjects); err != nil {
+		return settings{}, fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
+	}
+	if s.gateway, err = c.gateway(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
 // leaseNamespace is where the leader Lease lives: the service's own
 // namespace. ok is false when none can be told (watching all namespaces
 // without POD_NAMESPACE).
-func (c *Config) leaseNamespace(getenv func(string) string) (string, bool) {
-	if ns := strings.TrimSpace(c.LeaseNamespace); ns != "" {
+func (s *settings) leaseNamespace(getenv func(string) string) (string, bool) {
+	if ns := strings.TrimSpace(s.LeaseNamespace); ns != "" {
 		return ns, true
 	}
 	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
 		return ns, true
 	}
-	watched, _ := c.watchedNamespaces()
-	return watched[0], watched[0] != ""
+	return s.namespaces[0], s.namespaces[0] != ""
 }
 
 // writeNamespace returns where writes to an env that no watched namespace

@@ -20,13 +20,9 @@ import (
 // REGISTRY_SYNC_ISTIO ask for; nil when both are off. Every replica runs
 // its Discover, so that each reports the same kinds in /v1/envs/{env}; the
 // leader runs its Run.
-func newRouteSync(cfg Config, restCfg *rest.Config, poller *watch.Poller, log zerolog.Logger, reg prometheus.Registerer) (*routesync.Syncer, error) {
+func newRouteSync(cfg settings, restCfg *rest.Config, poller *watch.Poller, log zerolog.Logger, reg prometheus.Registerer) (*routesync.Syncer, error) {
 	if !cfg.SyncGRPCRoutes && !cfg.SyncIstio {
 		return nil, nil
-	}
-	gateway, err := cfg.gateway()
-	if err != nil {
-		return nil, err
 	}
 	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
@@ -43,18 +39,17 @@ func newRouteSync(cfg Config, restCfg *rest.Config, poller *watch.Poller, log ze
 	if cfg.SyncIstio {
 		kinds = append(kinds, routesync.IstioKinds()...)
 	}
-	namespaces, _ := cfg.watchedNamespaces()
 	return routesync.New(routesync.Options{
 		Source:    poller,
 		Client:    dyn,
 		Discovery: disco,
 		Kinds:     kinds,
-		Build:     syncedObjects(cfg, gateway),
+		Build:     syncedObjects(cfg),
 		TTL:       cfg.TTL,
 		Grace:     cfg.SyncGrace,
 		// A few missed polls are a slow API server; more, an outage.
 		MaxStaleness: max(5*cfg.PollInterval, cfg.TTL),
-		Namespaces:   namespaces,
+		Namespaces:   cfg.namespaces,
 		Log:          log.With().Str("component", "route-sync").Logger(),
 		Registerer:   reg,
 	})
@@ -63,9 +58,9 @@ func newRouteSync(cfg Config, restCfg *rest.Config, poller *watch.Poller, log ze
 // syncedObjects builds what the sync applies: the export's objects, without
 // the route table's tag, so that one method's change rewrites only the
 // objects that route it.
-func syncedObjects(cfg Config, gateway *export.ParentRef) routesync.Build {
+func syncedObjects(cfg settings) routesync.Build {
 	return func(env string, table *model.RouteTable, namespaces map[string]string) ([]*unstructured.Unstructured, error) {
-		opts := export.Options{Env: env, Namespaces: namespaces, Gateway: gateway, VersionHeader: cfg.IstioVersionHeader}
+		opts := export.Options{Env: env, Namespaces: namespaces, Gateway: cfg.gateway, VersionHeader: cfg.IstioVersionHeader}
 		var out []*unstructured.Unstructured
 		if cfg.SyncGRPCRoutes {
 			gw := export.GRPCRoutes(table, opts)

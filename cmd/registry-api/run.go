@@ -55,22 +55,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // serve wires the store, the poller and the HTTP server, and runs them until
 // ctx ends; then it drains in-flight requests.
-func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer) error {
-	if err := cfg.validate(); err != nil {
+func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := c.resolve()
+	if err != nil {
 		return err
 	}
-	log, closeLog, err := newLogger(cfg, stdout)
+	log, closeLog, err := newLogger(cfg.Config, stdout)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	zone, _ := time.LoadLocation(cfg.RunDateZone)
-	namespaces, _ := cfg.watchedNamespaces()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	st, client, restCfg, err := openStore(ctx, cfg, getenv, zone, log)
+	st, client, restCfg, err := openStore(ctx, cfg, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -78,18 +77,16 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	poller, err := watch.New(st, watch.Options{
-		Namespaces: namespaces,
+		Namespaces: cfg.namespaces,
 		Interval:   cfg.PollInterval,
 		TTL:        cfg.TTL,
-		Parse:      model.ParseOptions{Zone: zone, MaxClockSkew: cfg.MaxClockSkew},
+		Parse:      model.ParseOptions{Zone: cfg.zone, MaxClockSkew: cfg.MaxClockSkew},
 		Log:        log,
 		Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
-	writeNamespace, _ := cfg.writeNamespace()
-	gateway, _ := cfg.gateway() // validate read it already
 	// Closed when draining begins: event streams and blocked queries end
 	// then, since http.Server.Shutdown waits for them but never ends them.
 	draining := make(chan struct{})
@@ -102,10 +99,10 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		TTL:                cfg.TTL,
 		Registry:           reg,
 		ReadOnly:           cfg.ReadOnly,
-		WriteNamespace:     writeNamespace,
+		WriteNamespace:     cfg.writeNamespace,
 		MaxFollowers:       cfg.MaxFollowers,
 		Drain:              draining,
-		Gateway:            gateway,
+		Gateway:            cfg.gateway,
 		IstioVersionHeader: cfg.IstioVersionHeader,
 	}
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
@@ -122,7 +119,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	if !cfg.ReadOnly {
 		writer, err := registry.New(registry.Options{
 			Store:             st,
-			Zone:              zone,
+			Zone:              cfg.zone,
 			TTL:               cfg.TTL,
 			BatchWindow:       cfg.WriteBatchWindow,
 			MaxConfigMapBytes: cfg.MaxConfigMapBytes,
@@ -142,7 +139,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// The leader's work stops as soon as ctx ends, releasing the lease so
 		// that another replica takes over; this waits for it before the
 		// writer it uses is closed.
-		stopUpkeep, err := startUpkeep(ctx, cfg, getenv, st, client, writer, routeSync, log, reg)
+		stopUpkeep, err := startLeader(ctx, cfg, getenv, st, client, writer, routeSync, log, reg)
 		if err != nil {
 			return err
 		}
@@ -181,7 +178,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("store", cfg.Store).Strs("namespaces", cfg.Namespaces).
-		Bool("read_only", cfg.ReadOnly).Str("write_namespace", writeNamespace).
+		Bool("read_only", cfg.ReadOnly).Str("write_namespace", cfg.writeNamespace).
 		Str("auth", cfg.authMode()).Bool("read_auth", cfg.ReadAuth).Dur("gc_after", cfg.GCAfter).
 		Str("version", version).Msg("registry-api listening")
 
@@ -207,7 +204,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 
 // openStore opens the store, and for the kube store the client of its API
 // server, which also reviews tokens and elects the leader.
-func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
+func openStore(ctx context.Context, cfg settings, getenv func(string) string, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
 	if cfg.Store == "memory" {
 		var seed []corev1.ConfigMap
 		if cfg.Seed != "" {
@@ -224,14 +221,14 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 		if cfg.SeedKeepalive {
 			// Refreshed before anything reads the seed: its run_dates are old,
 			// and the leader's GC would remove the demo entries first.
-			if err := store.RefreshSeed(ctx, mem, zone); err != nil {
+			if err := store.RefreshSeed(ctx, mem, cfg.zone); err != nil {
 				return nil, nil, nil, err
 			}
-			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
+			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, cfg.zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
 		return mem, nil, nil, nil
 	}
-	restCfg, err := kubeConfig(cfg, getenv)
+	restCfg, err := kubeConfig(cfg.Config, getenv)
 	if err != nil {
 		return nil, nil, nil, err
 	}
