@@ -48,7 +48,7 @@ func exportEnv(w http.ResponseWriter, r *http.Request, src model.SnapshotSource,
 	if err != nil {
 		return "", nil, export.Options{}, err
 	}
-	env, err := lookupEnv(w, current(src), pathParam(r, "env"))
+	_, env, err := pathEnv(w, r, src)
 	if err != nil {
 		return "", nil, export.Options{}, err
 	}
