@@ -14,10 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
+	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/export"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/store"
-	"github.com/acme/registry-api/internal/upkeep"
 )
 
 // envPrefix starts every configuration variable.
@@ -234,7 +234,7 @@ func (c *Config) validateAuth() error {
 			return fmt.Errorf("REGISTRY_LEASE_NAME=%q: not an object name: %s", c.LeaseName, strings.Join(msgs, "; "))
 		}
 	}
-	if _, _, _, err := upkeep.Timings(c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod); err != nil {
+	if _, _, _, err := election.Timings(c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod); err != nil {
 		return fmt.Errorf("REGISTRY_LEASE_DURATION=%s, REGISTRY_LEASE_RENEW_DEADLINE=%s, REGISTRY_LEASE_RETRY_PERIOD=%s: %w",
 			c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod, err)
 	}

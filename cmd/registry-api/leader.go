@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
@@ -74,7 +75,7 @@ func startLeader(ctx context.Context, cfg settings, getenv func(string) string, 
 		cancel()
 		return nil, err
 	}
-	elector, err := upkeep.NewElector(upkeep.ElectionOptions{
+	elector, err := election.New(election.Options{
 		Client:        client,
 		Namespace:     leaseNamespace,
 		Name:          leaseName,

@@ -125,7 +125,9 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 			MaxConfigMapBytes: cfg.MaxConfigMapBytes,
 			Log:               log,
 			Registerer:        reg,
-			// This replica's reads see its own writes at once.
+			// The back edge against the flow API server -> poller ->
+			// snapshot -> handlers: this replica's reads see its own writes
+			// at once, before the next poll.
 			OnWritten: poller.Apply,
 		})
 		if err != nil {

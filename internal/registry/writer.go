@@ -3,6 +3,10 @@
 // read-modify-write guarded by the resourceVersion, so entries of other
 // writers (other replicas, the Go library) are never lost; concurrent writes
 // to one ConfigMap are coalesced into one Get and one Update.
+//
+// Options.OnWritten is the one edge against the flow API server -> poller ->
+// snapshot -> handlers: it hands each written ConfigMap to the poller
+// (watch.Poller.Apply), so that a replica reads its own writes at once.
 package registry
 
 import (

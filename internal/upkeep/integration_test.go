@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
@@ -127,7 +128,7 @@ func TestIntegrationLeaderKeepsPodEntriesAlive(t *testing.T) {
 
 	type rep struct {
 		cut     atomic.Bool
-		elector *Elector
+		elector *election.Elector
 		done    chan struct{}
 		cancel  context.CancelFunc
 	}
@@ -145,7 +146,7 @@ func TestIntegrationLeaderKeepsPodEntriesAlive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.elector, err = NewElector(ElectionOptions{Client: cs, Namespace: ns, Name: "registry-api", Identity: id,
+		r.elector, err = election.New(election.Options{Client: cs, Namespace: ns, Name: "registry-api", Identity: id,
 			LeaseDuration: itLease, RenewDeadline: itRenew, RetryPeriod: itRetry, Log: log})
 		if err != nil {
 			t.Fatal(err)

@@ -1,8 +1,10 @@
-// Package upkeep is the work only the leader replica does: it keeps the
-// entries of pod-bound registrations alive while their pods run, removes them
-// once their pods are gone, and removes entries nobody has heartbeated for
-// long (GC). Every change goes through the registry writer as one
-// conflict-checked write per ConfigMap, re-checked on the fresh copy.
+// Package upkeep plans the leader's upkeep of the registry: which entries
+// of pod-bound registrations to refresh while their pods run, which to
+// remove once their pods are gone, and which entries nobody has heartbeated
+// for long to remove (GC). It decides; the registry writer applies each
+// ConfigMap's plan in one conflict-checked write (registry.Writer.ApplyUpkeep),
+// judging every action again on the fresh copy. The election that picks the
+// leader is internal/election.
 package upkeep
 
 import (
@@ -45,7 +47,7 @@ type PodLister interface {
 
 // EntryWriter applies upkeep actions; *registry.Writer is one.
 type EntryWriter interface {
-	Upkeep(ctx context.Context, namespace, env string, actions []registry.UpkeepAction) ([]registry.UpkeepOutcome, error)
+	ApplyUpkeep(ctx context.Context, namespace, env string, actions []registry.UpkeepAction) ([]registry.UpkeepOutcome, error)
 }
 
 var _ EntryWriter = (*registry.Writer)(nil)
@@ -203,7 +205,7 @@ func (k *Keeper) Cycle(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		applied, err := k.opts.Writer.Upkeep(ctx, t.namespace, t.env, plans[t])
+		applied, err := k.opts.Writer.ApplyUpkeep(ctx, t.namespace, t.env, plans[t])
 		if err != nil {
 			errs = append(errs, err)
 			continue

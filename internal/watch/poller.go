@@ -1,6 +1,11 @@
 // Package watch polls the registry ConfigMaps of every watched namespace and
 // publishes an immutable model.Snapshot after each change. It is the only
 // writer of the index; readers load the current snapshot atomically.
+//
+// Data flows one way, API server -> poller -> snapshot -> handlers, with one
+// back edge: Apply takes a ConfigMap this replica has just written (the
+// registry writer's OnWritten), so that its own writes are read back before
+// the next poll.
 package watch
 
 import (

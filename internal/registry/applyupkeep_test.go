@@ -64,7 +64,7 @@ func TestUpkeepAppliesOnlyWhatStillHolds(t *testing.T) {
 		{Kind: RemoveStale, Key: "missing.9", StaleBefore: staleBefore},
 		{Kind: KeepAlive, Key: "library.5", PodUID: "uid-1"}, // removed just before; nothing to refresh
 	}
-	applied, err := w.Upkeep(t.Context(), "firefly", "prod", actions)
+	applied, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", actions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,16 +109,16 @@ func TestUpkeepNothingToDo(t *testing.T) {
 	cs := &countingStore{Store: mem}
 	w := newWriter(t, Options{Store: cs, Now: fixedClock(t0)})
 	// The entry is younger than the cutoff: no write at all.
-	applied, err := w.Upkeep(t.Context(), "firefly", "prod", []UpkeepAction{{Kind: RemoveStale, Key: "a.1", StaleBefore: t0.Add(-time.Minute)}})
+	applied, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", []UpkeepAction{{Kind: RemoveStale, Key: "a.1", StaleBefore: t0.Add(-time.Minute)}})
 	if err != nil || len(applied) != 0 {
 		t.Fatalf("Upkeep = %v, %v", applied, err)
 	}
 	// A ConfigMap that does not exist has nothing to keep up.
-	applied, err = w.Upkeep(t.Context(), "firefly", "qa", []UpkeepAction{{Kind: RemoveStale, Key: "a.1", StaleBefore: t0}})
+	applied, err = w.ApplyUpkeep(t.Context(), "firefly", "qa", []UpkeepAction{{Kind: RemoveStale, Key: "a.1", StaleBefore: t0}})
 	if err != nil || len(applied) != 0 {
 		t.Fatalf("Upkeep of a missing ConfigMap = %v, %v", applied, err)
 	}
-	if applied, err := w.Upkeep(t.Context(), "firefly", "prod", nil); err != nil || applied != nil {
+	if applied, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", nil); err != nil || applied != nil {
 		t.Fatalf("Upkeep without actions = %v, %v", applied, err)
 	}
 	if n := cs.updates.Load() + cs.creates.Load() + cs.failedUpdates.Load(); n != 0 {
@@ -163,7 +163,7 @@ func TestUpkeepRechecksStalenessAfterConflict(t *testing.T) {
 	}
 	w := newWriter(t, Options{Store: rs, Now: fixedClock(now)})
 	staleBefore := now.Add(-15 * time.Minute)
-	applied, err := w.Upkeep(t.Context(), "firefly", "prod", []UpkeepAction{
+	applied, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", []UpkeepAction{
 		{Kind: RemoveStale, Key: "a.1", StaleBefore: staleBefore},
 		{Kind: RemoveStale, Key: "b.2", StaleBefore: staleBefore},
 	})
@@ -193,7 +193,7 @@ func TestUpkeepCanceledAndClosed(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := w.Upkeep(ctx, "firefly", "prod", act); !errors.Is(err, context.Canceled) {
+	if _, err := w.ApplyUpkeep(ctx, "firefly", "prod", act); !errors.Is(err, context.Canceled) {
 		t.Errorf("Upkeep with a canceled context: %v", err)
 	}
 	if cs.gets.Load() != 0 {
@@ -201,7 +201,7 @@ func TestUpkeepCanceledAndClosed(t *testing.T) {
 	}
 
 	w.Close()
-	_, err := w.Upkeep(t.Context(), "firefly", "prod", act)
+	_, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", act)
 	wantCode(t, err, model.CodeStoreUnavailable)
 	if _, ok := getData(t, mem, "firefly", "prod")["a.1"]; !ok {
 		t.Error("a closed writer removed an entry")
@@ -222,7 +222,7 @@ func TestUpkeepRemovesAFutureEntryOnlyWhileUnchanged(t *testing.T) {
 	mem := newMemory(t, configMap("firefly", "prod", entries))
 	w := newWriter(t, Options{Store: &countingStore{Store: mem}, Now: fixedClock(now)})
 	staleBefore := now.Add(-15 * time.Minute)
-	applied, err := w.Upkeep(t.Context(), "firefly", "prod", []UpkeepAction{
+	applied, err := w.ApplyUpkeep(t.Context(), "firefly", "prod", []UpkeepAction{
 		{Kind: RemoveStale, Key: "a.1", StaleBefore: staleBefore, Value: judged},
 		// b.2 was judged on an older value: it heartbeated since.
 		{Kind: RemoveStale, Key: "b.2", StaleBefore: staleBefore, Value: libraryEntry(t, "prod", "b", 2, future)},

@@ -66,12 +66,12 @@ type UpkeepOutcome struct {
 	RunDate time.Time
 }
 
-// Upkeep applies actions to the registry ConfigMap of env in namespace in one
+// ApplyUpkeep applies actions to the registry ConfigMap of env in namespace in one
 // read-modify-write, retried on conflict like every write. It returns the
 // actions applied; those whose condition no longer held on the fresh copy are
 // skipped. A missing ConfigMap has nothing to keep up. ctx bounds the whole
 // call, so a leader that loses its lease abandons the write at once.
-func (w *Writer) Upkeep(ctx context.Context, namespace, env string, actions []UpkeepAction) ([]UpkeepOutcome, error) {
+func (w *Writer) ApplyUpkeep(ctx context.Context, namespace, env string, actions []UpkeepAction) ([]UpkeepOutcome, error) {
 	if len(actions) == 0 {
 		return nil, nil
 	}

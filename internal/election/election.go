@@ -1,4 +1,8 @@
-package upkeep
+// Package election elects the one replica that does the leader's work (the
+// upkeep of entries, route sync) with client-go's leader election over a
+// coordination.k8s.io Lease. It knows nothing of that work: it runs a
+// function for as long as this replica leads.
+package election
 
 import (
 	"context"
@@ -17,16 +21,16 @@ import (
 	sharedmetrics "github.com/acme/registry-api/internal/metrics"
 )
 
-// Defaults of ElectionOptions, those of Kubernetes' own controllers.
+// Defaults of Options, those of Kubernetes' own controllers.
 const (
 	DefaultLeaseDuration = 15 * time.Second
 	DefaultRenewDeadline = 10 * time.Second
 	DefaultRetryPeriod   = 2 * time.Second
 )
 
-// ElectionOptions configure an Elector. The zero value of every field but
+// Options configure an Elector. The zero value of every field but
 // Client, Namespace, Name and Identity is safe.
-type ElectionOptions struct {
+type Options struct {
 	Client kubernetes.Interface
 	// Namespace and Name name the coordination.k8s.io Lease.
 	Namespace, Name string
@@ -43,7 +47,7 @@ type ElectionOptions struct {
 	Registerer prometheus.Registerer
 }
 
-func (o *ElectionOptions) validate() error {
+func (o *Options) validate() error {
 	switch {
 	case o.Client == nil:
 		return errors.New("leader election: no Kubernetes client")
@@ -94,7 +98,7 @@ func Timings(lease, renew, retry time.Duration) (time.Duration, time.Duration, t
 // Elector runs work on one replica at a time, elected with client-go's
 // leaderelection over a Lease.
 type Elector struct {
-	opts   ElectionOptions
+	opts   Options
 	log    zerolog.Logger
 	leader prometheus.Gauge
 
@@ -102,8 +106,8 @@ type Elector struct {
 	leading bool
 }
 
-// NewElector returns an Elector.
-func NewElector(opts ElectionOptions) (*Elector, error) {
+// New returns an Elector.
+func New(opts Options) (*Elector, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

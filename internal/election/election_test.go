@@ -1,4 +1,4 @@
-package upkeep
+package election
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func startReplica(t *testing.T, cs kubernetes.Interface, id string, log *workLog
 	t.Helper()
 	r := &replica{id: id, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	var err error
-	r.elector, err = NewElector(ElectionOptions{
+	r.elector, err = New(Options{
 		Client: cs, Namespace: "registry", Name: "registry-api-upkeep", Identity: id,
 		LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
 		Registerer: r.reg,
@@ -197,9 +197,9 @@ func TestElectorStopsWorkWhenRenewalFails(t *testing.T) {
 	}
 }
 
-func TestNewElectorRejects(t *testing.T) {
+func TestNewRejects(t *testing.T) {
 	cs := fake.NewClientset()
-	for _, o := range []ElectionOptions{
+	for _, o := range []Options{
 		{Namespace: "n", Name: "l", Identity: "i"},
 		{Client: cs, Name: "l", Identity: "i"},
 		{Client: cs, Namespace: "n", Identity: "i"},
@@ -208,8 +208,8 @@ func TestNewElectorRejects(t *testing.T) {
 		{Client: cs, Namespace: "n", Name: "l", Identity: "i", RenewDeadline: time.Second, RetryPeriod: time.Second},
 		{Client: cs, Namespace: "n", Name: "l", Identity: "i", LeaseDuration: 1500 * time.Millisecond, RenewDeadline: time.Second},
 	} {
-		if _, err := NewElector(o); err == nil {
-			t.Errorf("NewElector(%+v) succeeded", o)
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
 		}
 	}
 }
