@@ -120,7 +120,7 @@ func (w *Writer) enqueue(r ref, o *op) error {
 		w.batchers[r.cmKey] = b
 	}
 	if len(b.pending) == 0 {
-		b.first = time.Now()
+		b.first = w.opts.Now()
 	}
 	b.pending = append(b.pending, o)
 	if !b.flushing && b.timer == nil {
@@ -157,7 +157,7 @@ func (w *Writer) flush(b *batcher) {
 	}
 	// The window runs from the first pending operation's arrival, the write
 	// it waited through included.
-	d := max(0, w.opts.BatchWindow-time.Since(b.first))
+	d := max(0, w.opts.BatchWindow-w.opts.Now().Sub(b.first))
 	if w.closed {
 		d = 0
 	}

@@ -60,7 +60,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Backoff spaces retries after a conflict; the zero value is DefaultBackoff.
 	Backoff wait.Backoff
-	// Now is the clock for run_date and generated lease ids; default time.Now.
+	// Now is the clock for run_date, generated lease ids and the batch
+	// window; default time.Now.
 	Now func() time.Time
 	Log zerolog.Logger
 	// Registerer receives the metrics; nil registers nothing.
