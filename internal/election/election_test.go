@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,9 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
-// Short lease timings keep the tests quick. The Lease stores whole seconds.
+// The tests run in synctest bubbles, so that lease timings run on the
+// bubble's clock: waiting out a lease costs no real time, and a wait that
+// asserts that nothing happens is exact. The Lease stores whole seconds.
 const (
 	testLease   = 2 * time.Second
 	testRenew   = 1000 * time.Millisecond
@@ -118,83 +121,87 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 }
 
 func TestElectorOneLeaderAndHandoverOnStop(t *testing.T) {
-	cs := fake.NewClientset()
-	log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
-	a := startReplica(t, cs, "a", log)
-	waitUntil(t, testTimeout, "a leading", a.elector.Leading)
-	b := startReplica(t, cs, "b", log)
-	// b campaigns for a while and must not lead meanwhile.
-	time.Sleep(2 * testLease)
-	if b.elector.Leading() || log.started("b") != 0 {
-		t.Fatal("b leads while a holds the lease")
-	}
-	if a.gauge(t) != 1 || b.gauge(t) != 0 {
-		t.Errorf("registry_api_leader: a %v, b %v", a.gauge(t), b.gauge(t))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		cs := fake.NewClientset()
+		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
+		a := startReplica(t, cs, "a", log)
+		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+		b := startReplica(t, cs, "b", log)
+		// b campaigns for a while and must not lead meanwhile.
+		time.Sleep(2 * testLease)
+		if b.elector.Leading() || log.started("b") != 0 {
+			t.Fatal("b leads while a holds the lease")
+		}
+		if a.gauge(t) != 1 || b.gauge(t) != 0 {
+			t.Errorf("registry_api_leader: a %v, b %v", a.gauge(t), b.gauge(t))
+		}
 
-	// Stopping a releases the lease: b takes over well within the lease duration.
-	stopped := time.Now()
-	a.stop()
-	if a.elector.Leading() || a.gauge(t) != 0 {
-		t.Error("a still reports leading after it stopped")
-	}
-	took := waitUntil(t, testLease, "b leading after a stopped", b.elector.Leading)
-	t.Logf("b took over %s after a stopped", took)
-	if at := log.stoppedAt("a"); at.IsZero() || at.After(stopped.Add(took)) {
-		t.Error("a's work had not stopped when b started")
-	}
-	if log.most.Load() != 1 {
-		t.Errorf("%d replicas worked at once", log.most.Load())
-	}
+		// Stopping a releases the lease: b takes over well within the lease duration.
+		stopped := time.Now()
+		a.stop()
+		if a.elector.Leading() || a.gauge(t) != 0 {
+			t.Error("a still reports leading after it stopped")
+		}
+		took := waitUntil(t, testLease, "b leading after a stopped", b.elector.Leading)
+		t.Logf("b took over %s after a stopped", took)
+		if at := log.stoppedAt("a"); at.IsZero() || at.After(stopped.Add(took)) {
+			t.Error("a's work had not stopped when b started")
+		}
+		if log.most.Load() != 1 {
+			t.Errorf("%d replicas worked at once", log.most.Load())
+		}
+	})
 }
 
 // A leader that is cut off from the API server, so that it can neither renew
 // nor release its lease, stops its work by the renew deadline, before anyone
 // else may take over; the other replica takes over once the lease expires.
 func TestElectorStopsWorkWhenRenewalFails(t *testing.T) {
-	shared := fake.NewClientset()
-	var cutOff atomic.Bool
-	// a reaches the same objects as b, until it is cut off.
-	csA := &fake.Clientset{}
-	csA.AddReactor("*", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		if cutOff.Load() {
-			return true, nil, errors.New("connection refused")
-		}
-		return k8stesting.ObjectReaction(shared.Tracker())(action)
-	})
-	log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
-	a := startReplica(t, csA, "a", log)
-	waitUntil(t, testTimeout, "a leading", a.elector.Leading)
-	b := startReplica(t, shared, "b", log)
+	synctest.Test(t, func(t *testing.T) {
+		shared := fake.NewClientset()
+		var cutOff atomic.Bool
+		// a reaches the same objects as b, until it is cut off.
+		csA := &fake.Clientset{}
+		csA.AddReactor("*", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
+			if cutOff.Load() {
+				return true, nil, errors.New("connection refused")
+			}
+			return k8stesting.ObjectReaction(shared.Tracker())(action)
+		})
+		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
+		a := startReplica(t, csA, "a", log)
+		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+		b := startReplica(t, shared, "b", log)
 
-	cut := time.Now()
-	cutOff.Store(true)
-	waitUntil(t, testRenew+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
-	stoppedAfter := log.stoppedAt("a").Sub(cut)
-	if stoppedAfter > testRenew+testRetry {
-		t.Errorf("a stopped working %s after it was cut off, later than the renew deadline %s", stoppedAfter, testRenew)
-	}
-	// b waits out the lease from when it last saw it change, polling every
-	// retry period (jittered up to 2.2 times).
-	waitUntil(t, testLease+testRenew+3*testRetry, "b leading", b.elector.Leading)
-	tookOver := time.Since(cut)
-	t.Logf("a stopped %s after the cut, b led %s after it", stoppedAfter, tookOver)
-	if tookOver < stoppedAfter+(testLease-testRenew)/2 {
-		t.Errorf("b led %s after the cut, too close to a stopping (%s): the margin is the lease duration less the renew deadline", tookOver, stoppedAfter)
-	}
-	if log.most.Load() != 1 {
-		t.Errorf("%d replicas worked at once", log.most.Load())
-	}
-	if a.gauge(t) != 0 || b.gauge(t) != 1 {
-		t.Errorf("registry_api_leader: a %v, b %v", a.gauge(t), b.gauge(t))
-	}
-	lease, err := shared.CoordinationV1().Leases("registry").Get(t.Context(), "registry-api-upkeep", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h := lease.Spec.HolderIdentity; h == nil || *h != "b" {
-		t.Errorf("lease holder %v, want b", h)
-	}
+		cut := time.Now()
+		cutOff.Store(true)
+		waitUntil(t, testRenew+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
+		stoppedAfter := log.stoppedAt("a").Sub(cut)
+		if stoppedAfter > testRenew+testRetry {
+			t.Errorf("a stopped working %s after it was cut off, later than the renew deadline %s", stoppedAfter, testRenew)
+		}
+		// b waits out the lease from when it last saw it change, polling every
+		// retry period (jittered up to 2.2 times).
+		waitUntil(t, testLease+testRenew+3*testRetry, "b leading", b.elector.Leading)
+		tookOver := time.Since(cut)
+		t.Logf("a stopped %s after the cut, b led %s after it", stoppedAfter, tookOver)
+		if tookOver < stoppedAfter+(testLease-testRenew)/2 {
+			t.Errorf("b led %s after the cut, too close to a stopping (%s): the margin is the lease duration less the renew deadline", tookOver, stoppedAfter)
+		}
+		if log.most.Load() != 1 {
+			t.Errorf("%d replicas worked at once", log.most.Load())
+		}
+		if a.gauge(t) != 0 || b.gauge(t) != 1 {
+			t.Errorf("registry_api_leader: a %v, b %v", a.gauge(t), b.gauge(t))
+		}
+		lease, err := shared.CoordinationV1().Leases("registry").Get(t.Context(), "registry-api-upkeep", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := lease.Spec.HolderIdentity; h == nil || *h != "b" {
+			t.Errorf("lease holder %v, want b", h)
+		}
+	})
 }
 
 func TestNewRejects(t *testing.T) {
@@ -218,25 +225,27 @@ func TestNewRejects(t *testing.T) {
 // unrenewed for the renew deadline; it then gives the lease up and campaigns
 // again, rather than keep holding a lease it does no work under.
 func TestElectorResignsWhenItStopsWorking(t *testing.T) {
-	cs := fake.NewClientset()
-	var slow atomic.Bool
-	cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if slow.Load() {
-			time.Sleep(testRenew + testRetry)
-		}
-		return false, nil, nil
-	})
-	log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
-	a := startReplica(t, cs, "a", log)
-	waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+	synctest.Test(t, func(t *testing.T) {
+		cs := fake.NewClientset()
+		var slow atomic.Bool
+		cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if slow.Load() {
+				time.Sleep(testRenew + testRetry)
+			}
+			return false, nil, nil
+		})
+		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
+		a := startReplica(t, cs, "a", log)
+		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
 
-	slow.Store(true)
-	waitUntil(t, testRenew+2*testRetry+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
-	slow.Store(false)
-	waitUntil(t, testLease+testRenew+time.Second, "a leading and working again", func() bool {
-		return a.elector.Leading() && log.started("a") >= 2
+		slow.Store(true)
+		waitUntil(t, testRenew+2*testRetry+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
+		slow.Store(false)
+		waitUntil(t, testLease+testRenew+time.Second, "a leading and working again", func() bool {
+			return a.elector.Leading() && log.started("a") >= 2
+		})
+		if log.active.Load() != 1 {
+			t.Errorf("%d workers after a leads again", log.active.Load())
+		}
 	})
-	if log.active.Load() != 1 {
-		t.Errorf("%d workers after a leads again", log.active.Load())
-	}
 }
