@@ -75,3 +75,7 @@ loadtest: build ## Loopback load test: registry-api against a bare handler writi
 .PHONY: followtest
 followtest: build ## 1,000 event streams and 1,000 blocked queries on one replica: memory per follower, registration latency
 	$(GO) run ./tools/loadtest -bin $(BIN) -followers 1000
+
+.PHONY: hostiletest
+hostiletest: build ## Hostile load on one replica over the 10,000-instance seed: peak memory (sizes the deployment's limit)
+	$(GO) run ./tools/loadtest -bin $(BIN) -hostile 30s

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/export"
+	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 )
@@ -38,6 +40,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
 	MaxInFlight      int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
 	BodyReadTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	MaxBodyBytes     int64         `split_words:"true" default:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
 	LogLineBytes     int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
 	LogFlushInterval time.Duration `split_words:"true" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
 	Kubeconfig       string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
@@ -52,9 +55,6 @@ type Config struct {
 	AdminSubjects  []string `split_words:"true" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
 	ReadAuth       bool     `split_words:"true" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
-	Gateway            string `desc:"parent of exported GRPCRoutes when a request names none: <namespace>/<name>[/<sectionName>] of a Gateway; empty leaves them unattached"`
-	IstioVersionHeader string `split_words:"true" desc:"lowercase header whose value (a version) selects that version's subset in exported VirtualServices; empty adds no such routes"`
-
 	MaxFollowers int `split_words:"true" default:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
 	GCAfter            time.Duration `envconfig:"GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
@@ -63,6 +63,12 @@ type Config struct {
 	LeaseDuration      time.Duration `split_words:"true" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
 	LeaseRenewDeadline time.Duration `split_words:"true" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
 	LeaseRetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
+
+	Gateway            string        `desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `split_words:"true" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	SyncGRPCRoutes     bool          `envconfig:"SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
+	SyncIstio          bool          `split_words:"true" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
+	SyncGrace          time.Duration `split_words:"true" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -100,6 +106,9 @@ func (c *Config) validate() error {
 	if c.MaxInFlight < 0 {
 		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must be positive", c.MaxInFlight)
 	}
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 0 && c.MaxBodyBytes < httpapi.LargestBody {
+		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: must be at least %d, so that the largest valid body fits", c.MaxBodyBytes, httpapi.LargestBody)
+	}
 	if c.BodyReadTimeout < 0 {
 		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)
 	}
@@ -131,25 +140,46 @@ func (c *Config) validate() error {
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
 		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
+	return c.validateRouting()
+}
+
+// validateRouting checks the export's and the route sync's settings.
+func (c *Config) validateRouting() error {
 	if _, err := c.gateway(); err != nil {
 		return err
 	}
-	if c.IstioVersionHeader != "" && !export.ValidHeaderName(c.IstioVersionHeader) {
-		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", c.IstioVersionHeader)
+	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
+		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", h)
 	}
-	return c.validateAuth()
+	if !c.SyncGRPCRoutes && !c.SyncIstio {
+		return nil
+	}
+	switch {
+	case c.SyncGRPCRoutes && c.Gateway == "":
+		return errors.New("REGISTRY_SYNC_GRPCROUTES=true needs REGISTRY_GATEWAY: routes that no Gateway reads route nothing")
+	case c.Store != "kube":
+		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO need REGISTRY_STORE=kube: the objects live in its API server")
+	case c.ReadOnly:
+		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO run on the elected leader, which a read-only replica (REGISTRY_READ_ONLY=true) never is")
+	case c.SyncGrace < 0:
+		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
+	}
+	return nil
 }
 
-// gateway is REGISTRY_GATEWAY read, nil when unset.
+// gateway is REGISTRY_GATEWAY parsed; nil when unset.
 func (c *Config) gateway() (*export.ParentRef, error) {
 	if c.Gateway == "" {
 		return nil, nil
 	}
-	p, err := export.ParseParentRef(c.Gateway)
+	ref, err := export.ParseParentRef(c.Gateway)
 	if err != nil {
-		return nil, fmt.Errorf("REGISTRY_GATEWAY: %w", err)
+		return nil, fmt.Errorf("REGISTRY_GATEWAY=%q: %w", c.Gateway, err)
 	}
-	return &p, nil
+	return &ref, nil
 }
 
 // Values of REGISTRY_AUTH.
@@ -211,18 +241,54 @@ func (c *Config) validateAuth() error {
 	return nil
 }
 
+// settings are the configuration with every value derived from it worked
+// out once, by resolve: serve and what it wires read these, so that nothing
+// downstream derives a value again or drops an error doing so.
+type settings struct {
+	Config
+	zone           *time.Location
+	namespaces     []string
+	writeNamespace string
+	admins         auth.Subjects
+	gateway        *export.ParentRef
+}
+
+// resolve checks c and derives its values.
+func (c Config) resolve() (settings, error) {
+	if err := c.validate(); err != nil {
+		return settings{}, err
+	}
+	s := settings{Config: c}
+	var err error
+	if s.zone, err = time.LoadLocation(c.RunDateZone); err != nil {
+		return settings{}, fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
+	}
+	if s.namespaces, err = c.watchedNamespaces(); err != nil {
+		return settings{}, err
+	}
+	if s.writeNamespace, err = c.writeNamespace(); err != nil {
+		return settings{}, err
+	}
+	if s.admins, err = auth.ParseSubjects(c.AdminSubjects); err != nil {
+		return settings{}, fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
+	}
+	if s.gateway, err = c.gateway(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
 // leaseNamespace is where the leader Lease lives: the service's own
 // namespace. ok is false when none can be told (watching all namespaces
 // without POD_NAMESPACE).
-func (c *Config) leaseNamespace(getenv func(string) string) (string, bool) {
-	if ns := strings.TrimSpace(c.LeaseNamespace); ns != "" {
+func (s *settings) leaseNamespace(getenv func(string) string) (string, bool) {
+	if ns := strings.TrimSpace(s.LeaseNamespace); ns != "" {
 		return ns, true
 	}
 	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
 		return ns, true
 	}
-	watched, _ := c.watchedNamespaces()
-	return watched[0], watched[0] != ""
+	return s.namespaces[0], s.namespaces[0] != ""
 }
 
 // writeNamespace returns where writes to an env that no watched namespace

@@ -5,231 +5,124 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
-	"path/filepath"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
-
-	"github.com/acme/registry-api/internal/export"
-	"github.com/acme/registry-api/internal/kubetest"
-	"github.com/acme/registry-api/internal/model"
 )
 
-// istioAPIVersion pins the istio.io/api module whose CRDs the exported Istio
-// objects are checked against. It is no dependency of the build, so the
-// test downloads it through the module proxy, as go test does every module.
-const istioAPIVersion = "v1.32.0"
-
-// goModuleDir returns where the go command keeps a module's source:
-// module@version is downloaded first (outside this module, so go.mod stays
-// as it is); a bare module path is the version go.mod requires.
-func goModuleDir(t *testing.T, module string) string {
-	t.Helper()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
-	if strings.Contains(module, "@") {
-		cmd = exec.Command("go", "mod", "download", "-json", module)
-		cmd.Dir = t.TempDir()
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
-	}
-	if !strings.Contains(module, "@") {
-		return strings.TrimSpace(string(out))
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		t.Fatalf("go mod download %s: %v %s", module, err, info.Error)
-	}
-	return info.Dir
-}
-
-// installCRDs applies the CRD files and waits until they are served.
-func installCRDs(t *testing.T, srv *kubetest.Server, files []string, names ...string) {
-	t.Helper()
-	for _, f := range files {
-		// Server-side: Istio's CRDs are too large for the last-applied annotation.
-		if out, err := srv.Kubectl("apply", "--server-side", "--force-conflicts", "-f", f); err != nil {
-			t.Fatalf("installing %s: %v\n%s", f, err, out)
-		}
-	}
-	args := []string{"wait", "--for=condition=Established", "--timeout=60s"}
-	for _, n := range names {
-		args = append(args, "crd/"+n)
-	}
-	if out, err := srv.Kubectl(args...); err != nil {
-		t.Fatalf("waiting for the CRDs: %v\n%s", err, out)
-	}
-}
-
-// exportSample is an env with an app of more methods than one GRPCRoute
-// holds, a method two apps claim, a Service in another namespace than its
-// app, an IP-literal address and a version that names no subset.
-func exportSample(apps, backends string) (*model.RouteTable, export.Options) {
-	target := func(addr string, versions ...string) []model.RouteTarget {
-		return []model.RouteTarget{{Internal: addr, Versions: versions, Instances: 1}}
-	}
-	var routes []model.Route
-	for i := range 200 {
-		routes = append(routes, model.Route{Method: fmt.Sprintf("/acme.big.v1.BigService/Call%03d", i), AppID: "big",
-			Targets: target("big:9000", "v1", "v2")})
-	}
-	routes = append(routes,
-		model.Route{Method: "/acme.pay.v1.PayService/Charge", AppID: "pay",
-			Targets:   append(target("pay."+backends+".svc.cluster.local:9000", "v1", "V2.beta"), target("10.0.0.12:9000", "v1")...),
-			Claimants: []model.Claimant{{AppID: "pay", Alive: 2}, {AppID: "pay-legacy", Alive: 1}}},
-		model.Route{Method: "/acme.pay.v1.PayService/Refund", AppID: "pay", Targets: target("pay."+backends+":9000", "v1")},
-	)
-	return &model.RouteTable{Env: "qa", Routes: routes}, export.Options{
-		Env: "qa", Tag: `"0123456789abcdef"`,
-		Namespaces:    map[string]string{"big": apps, "pay": apps},
-		Gateway:       &export.ParentRef{Namespace: "infra", Name: "public", SectionName: "grpc"},
-		VersionHeader: "x-version",
-	}
-}
-
-// listItems decodes an export as HTTP serves it into its objects.
-func listItems(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
-	t.Helper()
-	body, err := export.EncodeList(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list unstructured.UnstructuredList
-	if err := list.UnmarshalJSON(body); err != nil {
-		t.Fatalf("decode the list: %v", err)
-	}
-	out := make([]*unstructured.Unstructured, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out
-}
-
-// apply server-side applies o as registry-api's field manager, with strict
-// field validation: a field the CRD does not know (a misspelt local struct
-// tag) is an error, not silently pruned.
-func apply(t *testing.T, dyn dynamic.Interface, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
-	t.Helper()
-	body, err := o.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dyn.Resource(gvrOf(o)).Namespace(o.GetNamespace()).Patch(t.Context(), o.GetName(), types.ApplyPatchType, body,
-		metav1.PatchOptions{FieldManager: export.ManagedBy, Force: ptrTo(true), FieldValidation: "Strict"})
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-// applyAll applies objs and returns each one's resourceVersion after.
-func applyAll(t *testing.T, dyn dynamic.Interface, objs []*unstructured.Unstructured) map[string]string {
-	t.Helper()
-	versions := map[string]string{}
-	for _, o := range objs {
-		got, err := apply(t, dyn, o)
-		if err != nil {
-			t.Errorf("apply %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
-			continue
-		}
-		versions[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = got.GetResourceVersion()
-	}
-	return versions
-}
-
-func gvrOf(o *unstructured.Unstructured) schema.GroupVersionResource {
-	gv, _ := schema.ParseGroupVersion(o.GetAPIVersion())
-	return gv.WithResource(strings.ToLower(o.GetKind()) + "s")
-}
-
-// TestIntegrationExport installs the real Gateway API (standard channel)
-// and Istio CRDs and server-side applies what the exports hold: the API
-// server's schema and CEL validation must accept every object, and
-// applying the same export again must change nothing.
+// TestIntegrationExport server-side applies every exported object to a
+// real API server with the Gateway API and Istio CRDs installed, so that
+// the CRDs' schemas and CEL rules judge them: an app with more methods than
+// one GRPCRoute holds, a backend in another namespace, an IP-literal
+// address and a method two apps claim.
 func TestIntegrationExport(t *testing.T) {
 	srv := sharedServer(t)
-	gatewayCRDs := filepath.Join(goModuleDir(t, "sigs.k8s.io/gateway-api"), "config", "crd", "standard")
-	istioCRDs := filepath.Join(goModuleDir(t, "istio.io/api@"+istioAPIVersion), "kubernetes", "customresourcedefinitions.gen.yaml")
-	installCRDs(t, srv, []string{
-		filepath.Join(gatewayCRDs, "gateway.networking.k8s.io_grpcroutes.yaml"),
-		filepath.Join(gatewayCRDs, "gateway.networking.k8s.io_referencegrants.yaml"),
-		istioCRDs,
-	}, "grpcroutes.gateway.networking.k8s.io", "referencegrants.gateway.networking.k8s.io",
-		"virtualservices.networking.istio.io", "destinationrules.networking.istio.io")
-
+	installRoutingCRDs(t, srv)
 	cs := adminClient(t, srv)
+	dyn := dynamicClient(t, srv)
 	suffix := uniqueSuffix(t)
-	apps, backends := "export-apps-"+suffix, "export-backends-"+suffix
-	createNamespace(t, cs, apps)
+	ns, backends := "itest-export-"+suffix, "itest-backends-"+suffix
+	createNamespace(t, cs, ns)
 	createNamespace(t, cs, backends)
-	cfg, err := srv.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	table, opts := exportSample(apps, backends)
-	gw := export.GRPCRoutes(table, opts)
-	is := export.IstioObjects(table, opts)
-	// The sample holds what it means to: a split, a grant, a skipped
-	// address and version.
-	if len(gw.GRPCRoutes) != 3 || len(gw.ReferenceGrants) != 1 || len(gw.Skipped) != 1 || len(is.Skipped) != 2 {
-		t.Fatalf("sample: %d routes, %d grants, skipped %v and %v", len(gw.GRPCRoutes), len(gw.ReferenceGrants), gw.Skipped, is.Skipped)
+	// 150 methods on one Service: more than the 128 matches a route takes.
+	var many []string
+	for i := range 150 {
+		many = append(many, fmt.Sprintf("/acme.big.v1.BigService/M%03d", i))
 	}
-	gwObjs, err := gw.Objects()
-	if err != nil {
-		t.Fatal(err)
-	}
-	isObjs, err := is.Objects()
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := append(listItems(t, gwObjs), listItems(t, isObjs)...)
+	big := newNode("qa", "big-service", "v1", many...)
+	v2 := newNode("qa", "big-service", "v2", many...)
+	audit := newNode("qa", "audit", "v1", "/acme.audit.v1.AuditService/Record")
+	const charge = "/acme.pay.v1.PayService/Charge"
+	billing := newNode("qa", "billing", "v1", charge)
+	pay := newNode("qa", "pay-service", "v1", charge, "/acme.pay.v1.PayService/Refund")
+	edge := newNode("qa", "edge-proxy", "v1", "/acme.edge.v1.EdgeService/Forward")
+	data := entries(big, v2, billing, pay)
+	// audit's Service lives in another namespace; edge-proxy is reached by
+	// an IP literal only.
+	data[audit.key()] = strings.Replace(audit.value(), `"internal":"audit:8080"`, `"internal":"audit.`+backends+`:7000"`, 1)
+	data[edge.key()] = strings.Replace(edge.value(), `"internal":"edge-proxy:8080"`, `"internal":"10.0.0.12:9000"`, 1)
+	createConfigMap(t, cs, ns, "ff-registry-qa", data)
 
-	first := applyAll(t, dyn, objs)
-	if t.Failed() {
-		return
+	cfg := kubeServeConfig(srv.Kubeconfig, 200*time.Millisecond, ns)
+	cfg.Gateway = "infra/grpc"
+	cfg.IstioVersionHeader = "x-version"
+	base, _ := startServe(t, cfg, io.Discard)
+	waitReady(t, base)
+
+	kinds := map[string]schema.GroupVersionResource{
+		"GRPCRoute":       grpcRoutes,
+		"ReferenceGrant":  {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "referencegrants"},
+		"VirtualService":  virtualServices,
+		"DestinationRule": destinationRules,
 	}
-	t.Logf("applied %d objects: %v", len(first), first)
-	// The same export, applied again, is no change at all.
-	for k, v := range applyAll(t, dyn, objs) {
-		if first[k] != v {
-			t.Errorf("%s changed on a second apply of the same export (%s -> %s)", k, first[k], v)
+	applied := map[string]int{}
+	for _, path := range []string{"/v1/envs/qa/export/grpcroutes", "/v1/envs/qa/export/istio"} {
+		status, hdr, body := fetch(t, base, path)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s = %d: %s", path, status, body)
+		}
+		if n, _ := strconv.Atoi(hdr.Get("X-Registry-Skipped")); path == "/v1/envs/qa/export/grpcroutes" && n == 0 {
+			t.Errorf("%s skipped nothing; the IP-literal address must be", path)
+		}
+		var list struct {
+			Kind  string                   `json:"kind"`
+			Items []map[string]interface{} `json:"items"`
+		}
+		if err := json.Unmarshal(body, &list); err != nil || list.Kind != "List" {
+			t.Fatalf("GET %s: %v %s", path, err, body)
+		}
+		for _, item := range list.Items {
+			obj := &unstructured.Unstructured{Object: item}
+			gvr, ok := kinds[obj.GetKind()]
+			if !ok {
+				t.Fatalf("unexpected kind %s", obj.GetKind())
+			}
+			if _, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Apply(t.Context(), obj.GetName(), obj,
+				metav1.ApplyOptions{FieldManager: "registry-api"}); err != nil {
+				t.Errorf("apply %s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+				continue
+			}
+			applied[obj.GetKind()]++
 		}
 	}
-
-	// The CRDs' own validation is in force, so the acceptance above means
-	// something: one match past the CEL cap across rules is refused, and so
-	// is a field the schema lacks.
-	typo := objs[len(objs)-1].DeepCopy()
-	if err := unstructured.SetNestedField(typo.Object, "x", "spec", "hostz"); err != nil {
-		t.Fatal(err)
+	t.Logf("applied %v", applied)
+	if applied["GRPCRoute"] < 4 || applied["ReferenceGrant"] != 1 || applied["VirtualService"] < 3 || applied["DestinationRule"] < 3 {
+		t.Errorf("applied %v: want big-service split in two, audit, pay-service; one grant; the Istio objects of three hosts", applied)
 	}
-	if _, err := apply(t, dyn, typo); err == nil || !strings.Contains(err.Error(), "hostz") {
-		t.Errorf("a VirtualService with an unknown field: %v, want refused", err)
+	// The split and the conflict, as the API server stored them.
+	two, methods := routeMethods(t, dyn, ns, "qa.big-service.2")
+	one, first := routeMethods(t, dyn, ns, "qa.big-service")
+	if one == nil || two == nil || len(first)+len(methods) != len(many) {
+		t.Errorf("big-service's routes hold %d + %d methods, want %d", len(first), len(methods), len(many))
 	}
-	over, _ := exportSample(apps, backends)
-	over.Routes = over.Routes[:export.MaxMatchesPerRoute+1]
-	route := export.GRPCRoutes(over, opts).GRPCRoutes[0]
-	route.Name = "over-the-limit"
-	route.Spec.Rules = append(route.Spec.Rules, export.GRPCRoutes(over, opts).GRPCRoutes[1].Spec.Rules...)
-	bad := &export.GatewayAPI{GRPCRoutes: []gatewayv1.GRPCRoute{route}}
-	badObjs, err := bad.Objects()
-	if err != nil {
-		t.Fatal(err)
+	if p := two.GetAnnotations()["registry.acme.io/part"]; p != "2/2" {
+		t.Errorf("second route's part annotation %q", p)
 	}
-	_, err = apply(t, dyn, badObjs[0])
-	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "128") {
-		t.Errorf("a route of %d matches: %v, want 422 Invalid naming the cap", export.MaxMatchesPerRoute+1, err)
+	// Charge goes to one claimant's route, which names the other.
+	holders := 0
+	for app, other := range map[string]string{"billing": "pay-service", "pay-service": "billing"} {
+		route, methods := routeMethods(t, dyn, ns, "qa."+app)
+		if route == nil || !slices.Contains(methods, charge) {
+			continue
+		}
+		holders++
+		if !strings.Contains(route.GetAnnotations()["registry.acme.io/conflicts"], other) {
+			t.Errorf("%s's route holds %s but does not name %s: %v", app, charge, other, route.GetAnnotations())
+		}
+	}
+	if holders != 1 {
+		t.Errorf("%d routes hold %s, want the winner's only", holders, charge)
+	}
+	if route, _ := routeMethods(t, dyn, ns, "qa.edge-proxy"); route != nil {
+		t.Error("edge-proxy, reached by an IP literal only, got a route")
 	}
 }

@@ -55,22 +55,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // serve wires the store, the poller and the HTTP server, and runs them until
 // ctx ends; then it drains in-flight requests.
-func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer) error {
-	if err := cfg.validate(); err != nil {
+func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := c.resolve()
+	if err != nil {
 		return err
 	}
-	log, closeLog, err := newLogger(cfg, stdout)
+	log, closeLog, err := newLogger(cfg.Config, stdout)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	zone, _ := time.LoadLocation(cfg.RunDateZone)
-	namespaces, _ := cfg.watchedNamespaces()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	st, client, err := openStore(ctx, cfg, getenv, zone, log)
+	st, client, restCfg, err := openStore(ctx, cfg, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -78,18 +77,16 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	poller, err := watch.New(st, watch.Options{
-		Namespaces: namespaces,
+		Namespaces: cfg.namespaces,
 		Interval:   cfg.PollInterval,
 		TTL:        cfg.TTL,
-		Parse:      model.ParseOptions{Zone: zone, MaxClockSkew: cfg.MaxClockSkew},
+		Parse:      model.ParseOptions{Zone: cfg.zone, MaxClockSkew: cfg.MaxClockSkew},
 		Log:        log,
 		Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
-	writeNamespace, _ := cfg.writeNamespace()
-	gateway, _ := cfg.gateway() // validate read it already
 	// Closed when draining begins: event streams and blocked queries end
 	// then, since http.Server.Shutdown waits for them but never ends them.
 	draining := make(chan struct{})
@@ -97,23 +94,32 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		Log:                log,
 		MaxInFlight:        cfg.MaxInFlight,
 		BodyReadTimeout:    cfg.BodyReadTimeout,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
 		Snapshots:          poller,
 		TTL:                cfg.TTL,
 		Registry:           reg,
 		ReadOnly:           cfg.ReadOnly,
-		WriteNamespace:     writeNamespace,
+		WriteNamespace:     cfg.writeNamespace,
 		MaxFollowers:       cfg.MaxFollowers,
 		Drain:              draining,
-		Gateway:            gateway,
+		Gateway:            cfg.gateway,
 		IstioVersionHeader: cfg.IstioVersionHeader,
 	}
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err
 	}
+	routeSync, err := newRouteSync(cfg, restCfg, poller, log, reg)
+	if err != nil {
+		return err
+	}
+	if routeSync != nil {
+		deps.RouteSync = routeSync.Status
+		go routeSync.Discover(ctx)
+	}
 	if !cfg.ReadOnly {
 		writer, err := registry.New(registry.Options{
 			Store:             st,
-			Zone:              zone,
+			Zone:              cfg.zone,
 			TTL:               cfg.TTL,
 			BatchWindow:       cfg.WriteBatchWindow,
 			MaxConfigMapBytes: cfg.MaxConfigMapBytes,
@@ -133,7 +139,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 		// The leader's work stops as soon as ctx ends, releasing the lease so
 		// that another replica takes over; this waits for it before the
 		// writer it uses is closed.
-		stopUpkeep, err := startUpkeep(ctx, cfg, getenv, st, client, writer, log, reg)
+		stopUpkeep, err := startLeader(ctx, cfg, getenv, st, client, writer, routeSync, log, reg)
 		if err != nil {
 			return err
 		}
@@ -172,7 +178,7 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("store", cfg.Store).Strs("namespaces", cfg.Namespaces).
-		Bool("read_only", cfg.ReadOnly).Str("write_namespace", writeNamespace).
+		Bool("read_only", cfg.ReadOnly).Str("write_namespace", cfg.writeNamespace).
 		Str("auth", cfg.authMode()).Bool("read_auth", cfg.ReadAuth).Dur("gc_after", cfg.GCAfter).
 		Str("version", version).Msg("registry-api listening")
 
@@ -198,33 +204,33 @@ func serve(ctx context.Context, cfg Config, getenv func(string) string, stdout i
 
 // openStore opens the store, and for the kube store the client of its API
 // server, which also reviews tokens and elects the leader.
-func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone *time.Location, log zerolog.Logger) (store.Store, kubernetes.Interface, error) {
+func openStore(ctx context.Context, cfg settings, getenv func(string) string, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
 	if cfg.Store == "memory" {
 		var seed []corev1.ConfigMap
 		if cfg.Seed != "" {
 			cms, err := store.LoadSeedFile(cfg.Seed)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			seed = cms
 		}
 		mem, err := store.NewMemory(seed...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if cfg.SeedKeepalive {
 			// Refreshed before anything reads the seed: its run_dates are old,
 			// and the leader's GC would remove the demo entries first.
-			if err := store.RefreshSeed(ctx, mem, zone); err != nil {
-				return nil, nil, err
+			if err := store.RefreshSeed(ctx, mem, cfg.zone); err != nil {
+				return nil, nil, nil, err
 			}
-			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, zone, log.With().Str("component", "demo-keepalive").Logger())
+			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, cfg.zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
-		return mem, nil, nil
+		return mem, nil, nil, nil
 	}
-	restCfg, err := kubeConfig(cfg, getenv)
+	restCfg, err := kubeConfig(cfg.Config, getenv)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	restCfg.UserAgent = "registry-api/" + version
 	// client-go's default of 5 requests a second would throttle the write
@@ -233,9 +239,9 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, zone
 	restCfg.QPS, restCfg.Burst = kubeQPS, kubeBurst
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &store.Kube{Client: client}, client, nil
+	return &store.Kube{Client: client}, client, restCfg, nil
 }
 
 // kubeConfig finds API server credentials: in-cluster inside a pod, else a

@@ -462,16 +462,18 @@ func TestBadSeedIsAStartupError(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
-		"unknown store":    func(c *Config) { c.Store = "etcd" },
-		"seed without mem": func(c *Config) { c.Store = "kube" },
-		"zero poll":        func(c *Config) { c.PollInterval = 0 },
-		"zero ttl":         func(c *Config) { c.TTL = 0 },
-		"bad log format":   func(c *Config) { c.LogFormat = "xml" },
-		"bad zone":         func(c *Config) { c.RunDateZone = "Mars/Olympus" },
-		"negative skew":    func(c *Config) { c.MaxClockSkew = -time.Second },
-		"no namespaces":    func(c *Config) { c.Namespaces = []string{" "} },
-		"star with others": func(c *Config) { c.Namespaces = []string{"*", "a"} },
-		"bad log level":    func(c *Config) { c.LogLevel = "loud" },
+		"unknown store":               func(c *Config) { c.Store = "etcd" },
+		"seed without mem":            func(c *Config) { c.Store = "kube" },
+		"zero poll":                   func(c *Config) { c.PollInterval = 0 },
+		"zero ttl":                    func(c *Config) { c.TTL = 0 },
+		"bad log format":              func(c *Config) { c.LogFormat = "xml" },
+		"bad zone":                    func(c *Config) { c.RunDateZone = "Mars/Olympus" },
+		"negative skew":               func(c *Config) { c.MaxClockSkew = -time.Second },
+		"no namespaces":               func(c *Config) { c.Namespaces = []string{" "} },
+		"star with others":            func(c *Config) { c.Namespaces = []string{"*", "a"} },
+		"bad log level":               func(c *Config) { c.LogLevel = "loud" },
+		"body budget under one batch": func(c *Config) { c.MaxBodyBytes = 1 << 10 },
+		"negative body budget":        func(c *Config) { c.MaxBodyBytes = -1 },
 
 		"negative batch window":       func(c *Config) { c.WriteBatchWindow = -time.Millisecond },
 		"batch window past TTL/2":     func(c *Config) { c.WriteBatchWindow = 5 * time.Second },
@@ -481,6 +483,10 @@ func TestConfigValidation(t *testing.T) {
 		"write namespace invalid":     func(c *Config) { c.WriteNamespace = "Shop_1" },
 
 		"kubernetes auth on the memory store": func(c *Config) { c.Auth = "kubernetes" },
+		"gateway without a name":              func(c *Config) { c.Gateway = "infra" },
+		"version header not a header":         func(c *Config) { c.IstioVersionHeader = "x version" },
+		"GRPCRoute sync without a gateway":    func(c *Config) { c.SyncGRPCRoutes = true },
+		"route sync on the memory store":      func(c *Config) { c.SyncIstio = true },
 		"unknown auth":                        func(c *Config) { c.Auth = "ldap" },
 		"read auth without auth":              func(c *Config) { c.ReadAuth = true },
 		"admin group without a name":          func(c *Config) { c.AdminSubjects = []string{"group:"} },
@@ -562,3 +568,32 @@ func TestLoadConfigWritePathDefaults(t *testing.T) {
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// Route sync runs on the kube store's elected leader: the settings that
+// could never run it are refused at start, each with its own reason.
+func TestRouteSyncConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"read-only":        {func(c *Config) { c.SyncIstio, c.ReadOnly = true, true }, "REGISTRY_READ_ONLY"},
+		"negative grace":   {func(c *Config) { c.SyncIstio, c.SyncGrace = true, -time.Second }, "REGISTRY_SYNC_GRACE"},
+		"no gateway":       {func(c *Config) { c.SyncGRPCRoutes = true }, "REGISTRY_GATEWAY"},
+		"bad gateway":      {func(c *Config) { c.SyncGRPCRoutes, c.Gateway = true, "infra/Bad_Name" }, "REGISTRY_GATEWAY"},
+		"istio, accepted":  {func(c *Config) { c.SyncIstio = true }, ""},
+		"routes, accepted": {func(c *Config) { c.SyncGRPCRoutes, c.Gateway = true, "infra/grpc/tls" }, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Store, cfg.Auth, cfg.Seed = "kube", "none", ""
+			tc.mutate(&cfg)
+			err := cfg.validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -11,13 +11,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
 
 	"github.com/acme/registry-api/internal/model"
 )
@@ -121,21 +122,22 @@ func (o *Options) validate() error {
 // ServiceAccount created a moment later) works on the next try. It is safe
 // for concurrent use.
 type Authenticator struct {
-	opts  Options
-	log   zerolog.Logger
-	cache *cache
+	opts Options
+	log  zerolog.Logger
+	// cache maps a tokenKey to its accepted Identity, at most CacheSize of
+	// them with the least recently used going first, so a flood of distinct
+	// tokens cannot grow memory.
+	cache *cache.LRUExpireCache
 	m     *metrics
-
-	mu       sync.Mutex
-	inflight map[tokenKey]*review
+	// reviews lets concurrent requests with the same token share one
+	// TokenReview; keyed by the tokenKey's bytes.
+	reviews singleflight.Group
 }
 
-// review is one TokenReview that concurrent requests with the same token share.
-type review struct {
-	done chan struct{}
-	id   Identity
-	err  error
-}
+// clockFunc is Options.Now as the cache's clock.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
 
 // New returns an Authenticator.
 func New(opts Options) (*Authenticator, error) {
@@ -147,11 +149,10 @@ func New(opts Options) (*Authenticator, error) {
 		return nil, fmt.Errorf("auth: metrics: %w", err)
 	}
 	return &Authenticator{
-		opts:     opts,
-		log:      opts.Log.With().Str("component", "auth").Logger(),
-		cache:    newCache(opts.CacheSize),
-		m:        m,
-		inflight: make(map[tokenKey]*review),
+		opts:  opts,
+		log:   opts.Log.With().Str("component", "auth").Logger(),
+		cache: cache.NewLRUExpireCacheWithClock(opts.CacheSize, clockFunc(opts.Now)),
+		m:     m,
 	}, nil
 }
 
@@ -167,37 +168,26 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identit
 		return Identity{}, errMissingToken
 	}
 	key := keyOf(token)
-	if id, ok := a.cache.get(key, a.opts.Now()); ok {
+	if id, ok := a.cache.Get(key); ok {
 		a.m.results.WithLabelValues("cached").Inc()
-		return id, nil
+		return id.(Identity), nil
 	}
 
-	a.mu.Lock()
-	rv, shared := a.inflight[key]
-	if !shared {
-		rv = &review{done: make(chan struct{})}
-		a.inflight[key] = rv
-	}
-	a.mu.Unlock()
-	if !shared {
-		// Detached from this request: the callers sharing it must not fail
-		// because the first one went away.
-		go a.run(context.WithoutCancel(ctx), key, token, rv)
-	}
+	// Detached from this request: the callers sharing the review must not
+	// fail because the first one went away.
+	detached := context.WithoutCancel(ctx)
+	done := a.reviews.DoChan(string(key[:]), func() (any, error) {
+		return a.review(detached, key, token)
+	})
 	select {
-	case <-rv.done:
-		return rv.id, rv.err
+	case r := <-done:
+		if r.Err != nil {
+			return Identity{}, r.Err
+		}
+		return r.Val.(Identity), nil
 	case <-ctx.Done():
 		return Identity{}, ctx.Err()
 	}
-}
-
-func (a *Authenticator) run(ctx context.Context, key tokenKey, token string, rv *review) {
-	rv.id, rv.err = a.review(ctx, key, token)
-	a.mu.Lock()
-	delete(a.inflight, key)
-	a.mu.Unlock()
-	close(rv.done)
 }
 
 func (a *Authenticator) review(ctx context.Context, key tokenKey, token string) (Identity, error) {
@@ -229,8 +219,19 @@ func (a *Authenticator) review(ctx context.Context, key tokenKey, token string) 
 	}
 	id := identityOf(st.User)
 	a.m.results.WithLabelValues("authenticated").Inc()
-	a.cache.put(key, id, a.cacheUntil(token, start), a.opts.Now())
+	a.remember(key, id, a.cacheUntil(token, start))
 	return id, nil
+}
+
+// remember caches id until until; a deadline already passed is not kept.
+// The cache still answers at an entry's expiry instant, while until is the
+// first instant the token is no longer trusted, hence the nanosecond less.
+func (a *Authenticator) remember(key tokenKey, id Identity, until time.Time) {
+	ttl := until.Sub(a.opts.Now())
+	if ttl <= 0 {
+		return
+	}
+	a.cache.Add(key, id, ttl-time.Nanosecond)
 }
 
 // cacheUntil is how long an accepted token may be trusted: CacheTTL from

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -288,21 +289,35 @@ func TestCacheBoundInSize(t *testing.T) {
 	for _, tok := range tokens[3:] {
 		mustAuth(t, a, tok)
 	}
-	if n := a.cache.len(); n != 3 {
-		t.Errorf("cache holds %d tokens, want its bound 3", n)
-	}
+	// The cache now holds tokens 0, 3 and 4, its bound 3: those are
+	// answered without a review, and 1 and 2, the least recently used, are
+	// gone.
 	before := rv.calls.Load()
 	mustAuth(t, a, tokens[0])
 	if rv.calls.Load() != before {
 		t.Error("the most recently used token was evicted")
 	}
-	mustAuth(t, a, tokens[1])
+	mustAuth(t, a, tokens[3])
+	mustAuth(t, a, tokens[4])
+	if n := rv.calls.Load() - before; n != 0 {
+		t.Errorf("%d reviews for the 3 most recent tokens, want 0: the cache holds fewer than its bound 3", n)
+	}
+	// 2 first: were it still held, the cache would exceed its bound.
+	mustAuth(t, a, tokens[2])
 	if rv.calls.Load() != before+1 {
+		t.Error("the second least recently used token was not evicted: the cache holds more than its bound 3")
+	}
+	mustAuth(t, a, tokens[1])
+	if rv.calls.Load() != before+2 {
 		t.Error("the least recently used token was not evicted")
 	}
 }
 
 func TestConcurrentRequestsShareOneReview(t *testing.T) {
+	synctest.Test(t, testConcurrentRequestsShareOneReview)
+}
+
+func testConcurrentRequestsShareOneReview(t *testing.T) {
 	rv := &fakeReviewer{gate: make(chan struct{})}
 	c := &clock{now: t0}
 	a := newAuth(t, rv, c, Options{})
@@ -324,10 +339,8 @@ func TestConcurrentRequestsShareOneReview(t *testing.T) {
 			errs <- err
 		})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for rv.calls.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Every caller is now waiting, and the one review is held at the gate.
+	synctest.Wait()
 	quit()
 	if err := <-quitErr; !errors.Is(err, context.Canceled) {
 		t.Errorf("the canceled caller got %v", err)

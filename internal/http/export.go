@@ -48,7 +48,7 @@ func exportEnv(w http.ResponseWriter, r *http.Request, src model.SnapshotSource,
 	if err != nil {
 		return "", nil, export.Options{}, err
 	}
-	env, err := lookupEnv(w, current(src), pathParam(r, "env"))
+	_, env, err := pathEnv(w, r, src)
 	if err != nil {
 		return "", nil, export.Options{}, err
 	}
@@ -65,20 +65,21 @@ func exportEnv(w http.ResponseWriter, r *http.Request, src model.SnapshotSource,
 // handleExportGRPCRoutes serves GET /v1/envs/{env}/export/grpcroutes.
 func handleExportGRPCRoutes(src model.SnapshotSource, live liveness, gateway *export.ParentRef) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		parent := gateway
 		if q := r.URL.Query(); q.Has("gateway") {
 			p, err := export.ParseParentRef(q.Get("gateway"))
 			if err != nil {
 				writeProblem(w, r, &model.Error{Code: model.CodeInvalid, Message: "query parameter \"gateway\": " + clip(err.Error(), maxDetail), Err: err})
 				return
 			}
-			gateway = &p
+			parent = &p
 		}
 		ct, table, opts, err := exportEnv(w, r, src, live)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
 		}
-		opts.Gateway = gateway
+		opts.Gateway = parent
 		out := export.GRPCRoutes(table, opts)
 		objs, err := out.Objects()
 		if err != nil {

@@ -149,6 +149,8 @@ func TestExportDefaultGateway(t *testing.T) {
 	for _, tt := range []struct{ target, want string }{
 		{"/v1/envs/qa/export/grpcroutes", `"parentRefs":[{"name":"public","namespace":"infra"}]`},
 		{"/v1/envs/qa/export/grpcroutes?gateway=edge/gw/tls", `"parentRefs":[{"name":"gw","namespace":"edge","sectionName":"tls"}]`},
+		// One request's ?gateway= is its own: the next gets the default.
+		{"/v1/envs/qa/export/grpcroutes", `"parentRefs":[{"name":"public","namespace":"infra"}]`},
 	} {
 		rec := h.get(tt.target)
 		if !strings.Contains(rec.Body.String(), tt.want) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/routesync"
 )
 
 // maxBatch caps a batch resolution; openapi.yaml says the same.
@@ -84,23 +85,21 @@ func handleListEnvs(src model.SnapshotSource, live liveness) http.HandlerFunc {
 }
 
 // handleGetEnv serves GET /v1/envs/{env}.
-func handleGetEnv(src model.SnapshotSource, live liveness) http.HandlerFunc {
+func handleGetEnv(src model.SnapshotSource, live liveness, sync func() []routesync.KindStatus) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		snap, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
 		}
-		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live))
+		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live, sync))
 	}
 }
 
 // handleListApps serves GET /v1/envs/{env}/apps.
 func handleListApps(src model.SnapshotSource, live liveness) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		_, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
@@ -123,16 +122,9 @@ func handleListApps(src model.SnapshotSource, live liveness) http.HandlerFunc {
 // handleGetApp serves GET /v1/envs/{env}/apps/{appId}.
 func handleGetApp(src model.SnapshotSource, live liveness) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		env, app, err := pathApp(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
-			return
-		}
-		id := pathParam(r, "appId")
-		app := env.Apps[id]
-		if app == nil {
-			writeProblem(w, r, model.Errorf(model.CodeAppNotFound, "no app %q in env %q", id, env.Name))
 			return
 		}
 		now := live.now()
@@ -157,8 +149,7 @@ func handleGetApp(src model.SnapshotSource, live liveness) http.HandlerFunc {
 // handleListMethods serves GET /v1/envs/{env}/methods.
 func handleListMethods(src model.SnapshotSource, live liveness) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		_, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
@@ -192,8 +183,7 @@ func handleResolveMethod(src model.SnapshotSource, live liveness, fl *follower) 
 			serveBlockingResolve(w, r, live, fl)
 			return
 		}
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		_, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
@@ -232,8 +222,7 @@ func handleResolveMethods(src model.SnapshotSource, live liveness) http.HandlerF
 			writeProblem(w, r, model.Errorf(model.CodeTooManyMethods, "at most %d methods per request", maxBatch))
 			return
 		}
-		snap := current(src)
-		env, err := lookupEnv(w, snap, pathParam(r, "env"))
+		_, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
@@ -251,6 +240,53 @@ func handleResolveMethods(src model.SnapshotSource, live liveness) http.HandlerF
 		}
 		encode(w, r, http.StatusOK, v)
 	}
+}
+
+// handleGetInstance serves GET /v1/envs/{env}/apps/{appId}/instances/{leaseId},
+// the instance a registration's Location names, alive or stale.
+func handleGetInstance(src model.SnapshotSource, live liveness) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		lease, err := leaseParam(r)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		env, app, err := pathApp(w, r, src)
+		if err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+		for _, n := range app.Nodes {
+			if n.LeaseID == lease {
+				encode(w, r, http.StatusOK, newInstanceView(n, live.now(), live.ttl))
+				return
+			}
+		}
+		writeProblem(w, r, model.Errorf(model.CodeLeaseNotFound, "no instance with lease %d of app %s in env %s", lease, app.ID, env.Name))
+	}
+}
+
+// pathEnv is the env the request's path names, in the current snapshot,
+// with X-Registry-Synced-At set; or the problem to answer.
+func pathEnv(w http.ResponseWriter, r *http.Request, src model.SnapshotSource) (*model.Snapshot, *model.EnvIndex, error) {
+	snap := current(src)
+	env, err := lookupEnv(w, snap, pathParam(r, "env"))
+	return snap, env, err
+}
+
+// pathApp is the app the request's path names in its env; or the problem
+// to answer.
+func pathApp(w http.ResponseWriter, r *http.Request, src model.SnapshotSource) (*model.EnvIndex, *model.App, error) {
+	_, env, err := pathEnv(w, r, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := pathParam(r, "appId")
+	app := env.Apps[id]
+	if app == nil {
+		return env, nil, model.Errorf(model.CodeAppNotFound, "no app %q in env %q", id, env.Name)
+	}
+	return env, app, nil
 }
 
 // lookupEnv finds the named env and sets X-Registry-Synced-At to the age of

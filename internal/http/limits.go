@@ -50,6 +50,10 @@ const (
 	maxLoggedPath = 256
 )
 
+// LargestBody is the largest request body any route takes: a body budget
+// (Deps.MaxBodyBytes) below it would refuse valid requests.
+const LargestBody = max(maxResolveBody, maxRegisterBody)
+
 // Defaults of the limits an operator can change (Deps).
 const (
 	// defaultMaxInFlight bounds concurrent requests. Reads answer in

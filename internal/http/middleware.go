@@ -151,21 +151,28 @@ func docsNotFound(w http.ResponseWriter, r *http.Request) {
 	notFound(w, &r2)
 }
 
+// allowedMethods are those of methods that routes serve on r's path, for
+// an Allow header.
+func allowedMethods(routes chi.Routes, r *http.Request, methods []string) []string {
+	path := r.URL.RawPath
+	if path == "" {
+		path = r.URL.Path
+	}
+	var allowed []string
+	for _, m := range methods {
+		if routes.Match(chi.NewRouteContext(), routeMethod(m), path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
+}
+
 // methodNotAllowed answers requests whose path is routed for other methods,
 // listing those in Allow; chi hands a custom handler no such list, so it
 // asks the router.
 func methodNotAllowed(routes chi.Routes) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.RawPath
-		if path == "" {
-			path = r.URL.Path
-		}
-		var allowed []string
-		for _, m := range knownMethods {
-			if routes.Match(chi.NewRouteContext(), routeMethod(m), path) {
-				allowed = append(allowed, m)
-			}
-		}
+		allowed := allowedMethods(routes, r, knownMethods[:])
 		if len(allowed) == 0 {
 			// chi routes an unknown method here whatever the path; a path
 			// that no method serves is unknown.

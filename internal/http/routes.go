@@ -40,7 +40,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Use(s.validate)
 
 		r.Get("/v1/envs", handleListEnvs(snaps, live))
-		r.Get("/v1/envs/{env}", handleGetEnv(snaps, live))
+		r.Get("/v1/envs/{env}", handleGetEnv(snaps, live, deps.RouteSync))
 		r.Get("/v1/envs/{env}/apps", handleListApps(snaps, live))
 		r.Get("/v1/envs/{env}/apps/{appId}", handleGetApp(snaps, live))
 		r.Get("/v1/envs/{env}/methods", handleListMethods(snaps, live))

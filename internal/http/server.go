@@ -18,6 +18,7 @@ import (
 	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/routesync"
 )
 
 // defaultTTL is the Go registry library's heartbeat TTL.
@@ -75,6 +76,9 @@ type Deps struct {
 	// IstioVersionHeader, when set, is the header whose value selects a
 	// version's subset in exported VirtualServices; empty adds no such routes.
 	IstioVersionHeader string
+	// RouteSync, when route sync is on, reports which of its kinds the API
+	// server serves, for GET /v1/envs/{env}; nil when it is off.
+	RouteSync func() []routesync.KindStatus
 }
 
 // Writer is the write path the write API needs; *registry.Writer is one.

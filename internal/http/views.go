@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/routesync"
 )
 
 // Views are the JSON bodies of the API, as openapi.yaml declares them. They
@@ -63,6 +64,12 @@ type envDetailView struct {
 	Warnings       []model.Issue         `json:"warnings"`
 	Conflicts      []conflictSummaryView `json:"conflicts"`
 	SyncedAt       string                `json:"synced_at,omitempty"`
+	RouteSync      []routeSyncKindView   `json:"route_sync,omitempty"`
+}
+
+type routeSyncKindView struct {
+	Kind   string `json:"kind"`
+	Served bool   `json:"served"`
 }
 
 type conflictSummaryView struct {
@@ -71,7 +78,7 @@ type conflictSummaryView struct {
 	AppID     string   `json:"app_id"`
 }
 
-func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness) envDetailView {
+func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness, sync func() []routesync.KindStatus) envDetailView {
 	now := live.now()
 	v := envDetailView{
 		Env:            env.Name,
@@ -92,6 +99,11 @@ func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness) 
 		}
 		c.AppID = m.Claims[m.Winner(now, live.ttl)].AppID
 		v.Conflicts = append(v.Conflicts, c)
+	}
+	if sync != nil {
+		for _, k := range sync() {
+			v.RouteSync = append(v.RouteSync, routeSyncKindView{Kind: k.Kind, Served: k.Served})
+		}
 	}
 	return v
 }

@@ -138,53 +138,13 @@ func handleDeregister(wd writeDeps) http.HandlerFunc {
 	}
 }
 
-// handleGetInstance serves GET /v1/envs/{env}/apps/{appId}/instances/{leaseId},
-// the instance a registration's Location names, alive or stale.
-func handleGetInstance(src model.SnapshotSource, live liveness) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		lease, err := leaseParam(r)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		env, err := lookupEnv(w, current(src), pathParam(r, "env"))
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		id := pathParam(r, "appId")
-		app := env.Apps[id]
-		if app == nil {
-			writeProblem(w, r, model.Errorf(model.CodeAppNotFound, "no app %q in env %q", id, env.Name))
-			return
-		}
-		for _, n := range app.Nodes {
-			if n.LeaseID == lease {
-				encode(w, r, http.StatusOK, newInstanceView(n, live.now(), live.ttl))
-				return
-			}
-		}
-		writeProblem(w, r, model.Errorf(model.CodeLeaseNotFound, "no instance with lease %d of app %s in env %s", lease, id, env.Name))
-	}
-}
-
 // refuseWrites answers every request of the write routes on a server that
 // takes no writes, before validation: whatever the request, it would fail.
 // Allow lists what the path still serves.
 func refuseWrites(routes chi.Routes) func(http.Handler) http.Handler {
 	return func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			path := r.URL.RawPath
-			if path == "" {
-				path = r.URL.Path
-			}
-			var allowed []string
-			for _, m := range readMethods {
-				if routes.Match(chi.NewRouteContext(), routeMethod(m), path) {
-					allowed = append(allowed, m)
-				}
-			}
-			w.Header().Set(hdrAllow, strings.Join(allowed, ", "))
+			w.Header().Set(hdrAllow, strings.Join(allowedMethods(routes, r, readMethods), ", "))
 			writeProblem(w, r, model.Errorf(model.CodeReadOnly,
 				"this registry-api is read-only: it serves the registry but does not register, heartbeat or deregister instances (%s refused)", r.Method))
 		})

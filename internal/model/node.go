@@ -199,6 +199,12 @@ func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Nod
 	if err := sn.decode(raw); err != nil {
 		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
 	}
+	return sn.node(namespace, env, key, opts)
+}
+
+// node applies the rules that make a decoded entry a Node: an identity, the
+// ConfigMap's env, a readable run_date, valid method names.
+func (sn *serviceNodeIn) node(namespace, env, key string, opts ParseOptions) (*Node, []string, error) {
 	if sn.Meta.AppID == "" {
 		return nil, nil, &EntryError{ReasonMissingAppID, "meta.app_id is empty"}
 	}

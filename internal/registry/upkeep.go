@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/util/retry"
-
 	"github.com/acme/registry-api/internal/model"
 )
 
@@ -89,65 +85,21 @@ func (w *Writer) Upkeep(ctx context.Context, namespace, env string, actions []Up
 	defer w.wg.Done()
 
 	r := newRef(namespace, env)
-	now := w.opts.Now()
-	var (
-		applied []UpkeepOutcome
-		written *corev1.ConfigMap
-	)
-	err := retry.OnError(w.opts.Backoff, retriable, func() error {
-		applied, written = nil, nil
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cm, err := w.getWithin(ctx, r)
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ap := newApplier(r, cm, w.opts.MaxConfigMapBytes, now, w.opts.Zone, make(identities))
+	var applied []UpkeepOutcome
+	_, _, err := w.readModifyWrite(ctx, r, false, func(ap *applier) {
+		applied = nil
 		for _, act := range actions {
 			if out, ok := ap.upkeep(act); ok {
 				applied = append(applied, out)
 			}
 		}
-		if !ap.changed {
-			return nil
-		}
-		cm.Data = ap.data
-		written, err = w.updateWithin(ctx, cm)
-		switch {
-		case apierrors.IsConflict(err):
-			w.m.conflicts.Inc()
-		case apierrors.IsNotFound(err):
-			err = fmt.Errorf("%w: %w", errVanished, err)
-		}
-		return err
 	})
 	if err != nil {
 		w.m.ops.WithLabelValues("upkeep", string(model.ErrorCode(Classify(err)))).Inc()
 		return nil, fmt.Errorf("upkeep of registry ConfigMap %s in namespace %s: %w", r.name, r.namespace, err)
 	}
 	w.m.ops.WithLabelValues("upkeep", "ok").Inc()
-	if written != nil && w.opts.OnWritten != nil {
-		w.opts.OnWritten(written)
-	}
 	return applied, nil
-}
-
-func (w *Writer) getWithin(ctx context.Context, r ref) (*corev1.ConfigMap, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
-	defer cancel()
-	return w.opts.Store.Get(ctx, r.namespace, r.name)
-}
-
-func (w *Writer) updateWithin(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
-	defer cancel()
-	out, err := w.opts.Store.Update(ctx, cm)
-	w.m.storeWrites.WithLabelValues("update", storeResult(err)).Inc()
-	return out, err
 }
 
 // upkeep applies act to the fresh copy if its condition still holds.

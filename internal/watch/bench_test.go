@@ -36,7 +36,8 @@ func benchRegistry() *staticLister {
 			app := fmt.Sprintf("app-%02d", a)
 			methods := make([]string, benchMethodsPerApp)
 			for m := range methods {
-				methods[m] = fmt.Sprintf("/acme.%s.v1.Service/Method%02d", app[4:], m)
+				// "app07", not "07": a part of a method name starts with a letter.
+				methods[m] = fmt.Sprintf("/acme.app%s.v1.Service/Method%02d", app[4:], m)
 			}
 			for i := range benchInstancesPerApp {
 				lease := int64(1795695862709570046 + e*100000 + a*1000 + i)
@@ -66,6 +67,9 @@ func BenchmarkPollFullRebuild(b *testing.B) {
 		p.Poll(context.Background())
 		if len(p.Snapshot().Envs) != benchEnvs {
 			b.Fatal("envs missing")
+		}
+		if n := len(p.Snapshot().Envs["env-00"].MethodNames); n != benchAppsPerEnv*benchMethodsPerApp {
+			b.Fatalf("%d methods indexed in env-00, want %d", n, benchAppsPerEnv*benchMethodsPerApp)
 		}
 	}
 }
@@ -98,18 +102,23 @@ func BenchmarkPollOneHeartbeat(b *testing.B) {
 	key := model.CanonicalKey("app-07", int64(1795695862709570046+(benchEnvs/2)*100000+7*1000+3))
 	methods := make([]string, benchMethodsPerApp)
 	for m := range methods {
-		methods[m] = fmt.Sprintf("/acme.07.v1.Service/Method%02d", m)
+		methods[m] = fmt.Sprintf("/acme.app07.v1.Service/Method%02d", m)
 	}
 	rv := 1000
 	b.ReportAllocs()
 	for b.Loop() {
 		rv++
 		cm.ResourceVersion = strconv.Itoa(rv)
-		cm.Data[key] = entry(env, "app-07", 1795695862709570046+(benchEnvs/2)*100000+7*1000+3, baseTime.Add(time.Duration(rv)*time.Second), methods...)
+		// One or two seconds past the poller's clock: a new value each
+		// time, within the tolerated skew, so the run_date counts.
+		cm.Data[key] = entry(env, "app-07", 1795695862709570046+(benchEnvs/2)*100000+7*1000+3, baseTime.Add(time.Duration(1+rv%2)*time.Second), methods...)
 		p.Poll(context.Background())
 	}
 	b.StopTimer()
 	if got := p.Snapshot().Envs[env].Apps["app-07"].Nodes[0].Key; got != key {
 		b.Fatalf("freshest node = %s, want the one that heartbeat", got)
+	}
+	if n := len(p.Snapshot().Envs[env].Apps["app-07"].Nodes[0].Methods); n != benchMethodsPerApp {
+		b.Fatalf("the node that heartbeat has %d methods, want %d", n, benchMethodsPerApp)
 	}
 }

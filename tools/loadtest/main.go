@@ -45,7 +45,17 @@ func main() {
 	conns := flag.Int("c", 16, "concurrent keep-alive connections")
 	bare := flag.String("bare", "", "internal: serve the captured answer in this file as the bare handler")
 	followers := flag.Int("followers", 0, "instead: open this many event streams and as many blocked queries, and time registrations reaching them")
+	hostile := flag.Duration("hostile", 0, "instead: send hostile requests of every kind for this long and report the server's peak memory")
+	memLimit := flag.String("memlimit", "384MiB", "with -hostile: the server's GOMEMLIMIT (the deployment sets it to its memory limit)")
+	stallers := flag.Int("stallers", 600, "with -hostile: connections that stall their bodies (more than REGISTRY_MAX_IN_FLIGHT)")
 	flag.Parse()
+	if *hostile > 0 {
+		if err := runHostile(*bin, *memLimit, *hostile, *stallers); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *followers > 0 {
 		if err := runFollow(*bin, *followers, 3); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)

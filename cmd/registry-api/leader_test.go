@@ -79,7 +79,12 @@ func TestLeaseNamespace(t *testing.T) {
 		{[]string{"*"}, "", env(), "", false},
 	} {
 		cfg := Config{Namespaces: tc.namespaces, LeaseNamespace: tc.lease}
-		if got, ok := cfg.leaseNamespace(tc.getenv); got != tc.want || ok != tc.ok {
+		namespaces, err := cfg.watchedNamespaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := settings{Config: cfg, namespaces: namespaces}
+		if got, ok := s.leaseNamespace(tc.getenv); got != tc.want || ok != tc.ok {
 			t.Errorf("%+v: lease namespace %q, %v; want %q, %v", tc, got, ok, tc.want, tc.ok)
 		}
 	}

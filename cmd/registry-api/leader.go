@@ -6,59 +6,31 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"time"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/acme/registry-api/internal/auth"
-	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 )
 
-// configureAuth sets the server's authentication and write policy from
-// REGISTRY_AUTH and friends.
-func configureAuth(deps *httpapi.Deps, cfg Config, client kubernetes.Interface, log zerolog.Logger, reg prometheus.Registerer) error {
-	if cfg.authMode() != authKubernetes {
-		return nil
-	}
-	a, err := auth.New(auth.Options{
-		Reviewer:   client.AuthenticationV1().TokenReviews(),
-		Audiences:  cfg.TokenAudiences,
-		Log:        log,
-		Registerer: reg,
-	})
-	if err != nil {
-		return err
-	}
-	admins, err := auth.ParseSubjects(cfg.AdminSubjects)
-	if err != nil {
-		return fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
-	}
-	deps.Auth = a
-	deps.Policy = auth.Policy{Admins: admins}
-	deps.ReadAuth = cfg.ReadAuth
-	return nil
-}
-
-// startUpkeep starts the leader's work: keeping pod-bound entries alive and
-// GC. Against an API server it runs on the elected leader only; on the
+// startLeader starts the leader's work: keeping pod-bound entries alive,
+// GC and, when on, route sync. Against an API server it runs on the elected leader only; on the
 // memory store, a single process, it runs here, and only GC has anything to
 // do. It stops when ctx ends; the returned function stops it and waits.
-func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st store.Store, client kubernetes.Interface,
-	writer *registry.Writer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
-	namespaces, _ := cfg.watchedNamespaces()
-	zone, _ := time.LoadLocation(cfg.RunDateZone)
+func startLeader(ctx context.Context, cfg settings, getenv func(string) string, st store.Store, client kubernetes.Interface,
+	writer *registry.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
 	opts := upkeep.Options{
 		ConfigMaps: st,
 		Writer:     writer,
-		Namespaces: namespaces,
+		Namespaces: cfg.namespaces,
 		Interval:   cfg.TTL / 2,
 		GCAfter:    cfg.GCAfter,
-		Zone:       zone,
+		Zone:       cfg.zone,
 		// The leader judges a future run_date as the poller does.
 		MaxClockSkew: cfg.MaxClockSkew,
 		Log:          log,
@@ -119,7 +91,14 @@ func startUpkeep(ctx context.Context, cfg Config, getenv func(string) string, st
 	}
 	go func() {
 		defer close(done)
-		elector.Run(ctx, keeper.Run)
+		elector.Run(ctx, func(ctx context.Context) {
+			var work sync.WaitGroup
+			work.Go(func() { keeper.Run(ctx) })
+			if routeSync != nil {
+				work.Go(func() { routeSync.Run(ctx) })
+			}
+			work.Wait()
+		})
 	}()
 	return stop, nil
 }
