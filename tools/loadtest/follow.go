@@ -3,13 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,37 +18,16 @@ import (
 // reports the server's memory per idle follower, then registers instances
 // and reports how long each registration took to reach every follower.
 func runFollow(bin string, n, registrations int) error {
-	dir, err := os.MkdirTemp("", "registry-followtest")
+	// A long TTL keeps the seed alive without heartbeat churn, so that the
+	// memory measured is the followers'; writes are not batched, so that a
+	// registration is published as soon as it is written.
+	reg, err := startRegistry(bin, io.Discard, "REGISTRY_TTL=1h", "REGISTRY_GC_AFTER=0", "REGISTRY_WRITE_BATCH_WINDOW=0",
+		"REGISTRY_AUTH=none", "REGISTRY_LOG_LEVEL=warn")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	seed := filepath.Join(dir, "seed.yaml")
-	if err := writeSeed(seed); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	reg := exec.CommandContext(ctx, bin)
-	reg.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
-		// A long TTL keeps the seed alive without heartbeat churn, so that
-		// the memory measured is the followers'; writes are not batched, so
-		// that a registration is published as soon as it is written.
-		"REGISTRY_TTL=1h", "REGISTRY_GC_AFTER=0", "REGISTRY_WRITE_BATCH_WINDOW=0",
-		"REGISTRY_NAMESPACES=firefly", "REGISTRY_AUTH=none", "REGISTRY_LOG_LEVEL=warn")
-	reg.Stderr = os.Stderr
-	if err := reg.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	defer func() { _ = reg.Process.Signal(os.Interrupt); _ = reg.Wait() }()
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
-		return err
-	}
+	defer reg.stop()
+	base := reg.base
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2*n + 8}}
 	fmt.Printf("%d event streams and %d blocked queries on GET /v1/envs/env-07/routes, one replica over the 10,000-instance seed; latencies from the registration's answer (the replica has published it by then)\n\n", n, n)
 

@@ -3,14 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,29 +26,11 @@ import (
 // answered, and how the honest client fared. The deployment's memory limit
 // is chosen from its result (BENCHMARKS.md, "Memory under hostile load").
 func runHostile(bin, memLimit string, d time.Duration, stallers int) error {
-	dir, err := os.MkdirTemp("", "registry-hostiletest")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	seed := filepath.Join(dir, "seed.yaml")
-	if err := writeSeed(seed); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	reg := exec.CommandContext(ctx, bin)
-	reg.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
-		"REGISTRY_SEED_KEEPALIVE=true", "REGISTRY_NAMESPACES=firefly", "REGISTRY_AUTH=none", "GOMEMLIMIT="+memLimit)
 	// Every refused request is logged, as in a cluster: a pipe that is read.
-	out, _ := reg.StdoutPipe()
 	var logBytes, logLines, longestLine atomic.Int64
+	logs, logWriter := io.Pipe()
 	go func() {
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(logs)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		for sc.Scan() {
 			n := int64(len(sc.Bytes()))
@@ -61,17 +40,16 @@ func runHostile(bin, memLimit string, d time.Duration, stallers int) error {
 				longestLine.Store(n)
 			}
 		}
+		_, _ = io.Copy(io.Discard, logs)
 	}()
-	reg.Stderr = os.Stderr
-	if err := reg.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	defer func() { _ = reg.Process.Signal(os.Interrupt); _ = reg.Wait() }()
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
+	defer logWriter.Close()
+	reg, err := startRegistry(bin, logWriter, "REGISTRY_SEED_KEEPALIVE=true", "REGISTRY_AUTH=none", "GOMEMLIMIT="+memLimit)
+	if err != nil {
 		return err
 	}
-	pid := reg.Process.Pid
+	defer reg.stop()
+	base, addr := reg.base, strings.TrimPrefix(reg.base, "http://")
+	pid := reg.cmd.Process.Pid
 	idle, err := rssKiB(pid, "VmRSS")
 	if err != nil {
 		return err

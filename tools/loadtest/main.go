@@ -82,33 +82,16 @@ func run(bin string, round time.Duration, rounds, conns int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	seed := filepath.Join(dir, "seed.yaml")
-	if err := writeSeed(seed); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	addr, err := freeAddr()
+	// The default configuration logs every request as JSON to stdout; a
+	// pipe that is read, as a container runtime's is.
+	reg, err := startRegistry(bin, io.Discard, "REGISTRY_SEED_KEEPALIVE=true")
 	if err != nil {
 		return err
 	}
-	reg := exec.CommandContext(ctx, bin)
-	reg.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
-		"REGISTRY_SEED_KEEPALIVE=true", "REGISTRY_NAMESPACES=firefly")
-	// The default configuration logs every request as JSON to stdout; a
-	// pipe that is read, as a container runtime's is.
-	out, _ := reg.StdoutPipe()
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	reg.Stderr = os.Stderr
-	if err := reg.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	defer func() { _ = reg.Process.Signal(os.Interrupt); _ = reg.Wait() }()
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
-		return err
-	}
+	defer reg.stop()
+	base := reg.base
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
 	targets := []struct{ name, path string }{
 		{"resolution", "/v1/envs/env-07/methods/acme.app3.v1.Service/M5"},
@@ -150,6 +133,60 @@ func run(bin string, round time.Duration, rounds, conns int) error {
 		fmt.Printf("%-32s %14.0f %14.0f %8.2f %10d\n", tg.name, r, b, r/b, size)
 	}
 	return nil
+}
+
+// registry is the real binary serving the load test's seed on loopback.
+type registry struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+}
+
+// startRegistry writes the seed and starts bin serving it from the memory
+// store, with env on top of the defaults, and waits until it is ready. Its
+// standard output (the request log) is copied to out.
+func startRegistry(bin string, out io.Writer, env ...string) (*registry, error) {
+	dir, err := os.MkdirTemp("", "registry-seed")
+	if err != nil {
+		return nil, err
+	}
+	seed := filepath.Join(dir, "seed.yaml")
+	if err := writeSeed(seed); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
+		"REGISTRY_NAMESPACES=firefly"), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	go func() { _, _ = io.Copy(out, stdout) }()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	r := &registry{cmd: cmd, base: "http://" + addr, dir: dir}
+	if err := waitReady(r.base + "/readyz"); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// stop ends the server as the kubelet would, and removes its seed.
+func (r *registry) stop() {
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	_ = r.cmd.Wait()
+	os.RemoveAll(r.dir)
 }
 
 // writeSeed writes the load test's registry as ConfigMaps, as a seed file.
