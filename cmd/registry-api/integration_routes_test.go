@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // TestIntegrationRouteFeed follows one env's route table on two replicas over
@@ -191,7 +193,7 @@ type routeBody struct {
 func sameRoutesTag(t *testing.T, a, b, want string) string {
 	t.Helper()
 	var tag string
-	waitFor(t, 5*time.Second, "both replicas answer the same routes tag", func() (bool, string) {
+	testkit.WaitFor(t, 5*time.Second, "both replicas answer the same routes tag", func() (bool, string) {
 		_, ha, _ := fetch(t, a, "/v1/envs/prod/routes")
 		_, hb, _ := fetch(t, b, "/v1/envs/prod/routes")
 		tag = ha.Get("ETag")
@@ -229,9 +231,19 @@ func blockOnRoutes(t *testing.T, base, tag string) <-chan blockedAnswer {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		out <- blockedAnswer{status: resp.StatusCode, etag: resp.Header.Get("ETag")}
 	}()
-	waitFor(t, 5*time.Second, "the replica holds the blocked query", func() (bool, string) {
-		v := mustMetric(t, base, "registry_api_followers", `kind="blocking"`)
-		return v > before, strconv.FormatFloat(v, 'f', -1, 64)
+	var held float64
+	testkit.WaitFor(t, 5*time.Second, "the replica holds the blocked query", func() (bool, string) {
+		held = mustMetric(t, base, "registry_api_followers", `kind="blocking"`)
+		return held > before, strconv.FormatFloat(held, 'f', -1, 64)
+	})
+	// A query still waiting when its test ends is canceled with t's context
+	// before this runs: wait until the replica lets it go, so that the next
+	// test counts the replica's blocked queries without it.
+	t.Cleanup(func() {
+		testkit.WaitFor(t, 5*time.Second, "the replica letting the blocked query go", func() (bool, string) {
+			v := mustMetric(t, base, "registry_api_followers", `kind="blocking"`)
+			return v < held, strconv.FormatFloat(v, 'f', -1, 64)
+		})
 	})
 	return out
 }
