@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // Shutdown ends event streams and blocked queries cleanly, well before the
@@ -56,7 +58,7 @@ func TestServeEndsFollowersOnShutdown(t *testing.T) {
 		resp.Body.Close()
 		blocked <- resp
 	}()
-	waitFor(t, 5*time.Second, "the blocked query is held", func() (bool, string) {
+	testkit.WaitFor(t, 5*time.Second, "the blocked query is held", func() (bool, string) {
 		v := mustMetric(t, base, "registry_api_followers", `kind="blocking"`)
 		return v == 1, strconv.FormatFloat(v, 'f', -1, 64)
 	})

@@ -31,25 +31,6 @@ func fetch(t *testing.T, base, path string) (int, http.Header, []byte) {
 	return resp.StatusCode, resp.Header, body
 }
 
-// waitFor polls cond every 50ms until it holds or timeout passes, and
-// returns how long it took. On timeout it fails with what describes the
-// last state.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last: %s)", what, timeout, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // metricValue scrapes /metrics and sums the samples of name whose labels
 // contain every one of labels (each written name="value"). found is false
 // when no sample matched.

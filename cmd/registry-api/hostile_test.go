@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // These tests send what an attacker inside the cluster would, over a real
@@ -90,7 +92,7 @@ func TestServeShedsRequestsBeyondTheInFlightCap(t *testing.T) {
 		rawRequest(t, base, stalledHead+"Content-Length: 1000\r\n\r\n", "{"),
 		rawRequest(t, base, stalledHead+"Content-Length: 1000\r\n\r\n", "{"),
 	}
-	waitFor(t, 10*time.Second, "both slots taken", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "both slots taken", func() (bool, string) {
 		n := mustMetric(t, base, "registry_api_http_in_flight_requests")
 		return n == 2, fmt.Sprintf("%v in flight", n)
 	})
@@ -114,7 +116,7 @@ func TestServeShedsRequestsBeyondTheInFlightCap(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, "a read answered once the slots are free", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "a read answered once the slots are free", func() (bool, string) {
 		status, _, body := fetch(t, base, "/v1/envs")
 		return status == http.StatusOK, string(body)
 	})
@@ -138,7 +140,7 @@ func TestServeRefusesTrailingDataAndChangesNothing(t *testing.T) {
 }
 
 func TestServeRefusesDeepBodiesCheaply(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := testConfig(t)
 	base, _ := startServe(t, cfg, logs)
 	waitReady(t, base)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // tokenAudience is the audience registry-api checks tokens for; the test API
@@ -372,7 +373,7 @@ func TestIntegrationPodBoundKeepalive(t *testing.T) {
 	cfg := authServeConfig(srv.Kubeconfig, ns)
 	base, _ := startServe(t, cfg, io.Discard)
 	waitReady(t, base)
-	waitFor(t, 10*time.Second, "a leader", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "a leader", func() (bool, string) {
 		v, _ := metricValue(t, base, "registry_api_leader")
 		return v == 1, fmt.Sprint(v)
 	})
@@ -422,7 +423,7 @@ func TestIntegrationPodBoundKeepalive(t *testing.T) {
 	}
 
 	deletePodNow(t, cs, ns, pod.Name)
-	took := waitFor(t, 4*cfg.TTL, "the entry removed after its pod", func() (bool, string) {
+	took := testkit.WaitFor(t, 4*cfg.TTL, "the entry removed after its pod", func() (bool, string) {
 		_, found := entryMembers(t, cs, ns, "prod", "stock-service.21")
 		return !found, "still stored"
 	})
@@ -474,10 +475,10 @@ func TestIntegrationGC(t *testing.T) {
 		}
 	}(alive)
 
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, cfg, logs)
 	waitReady(t, base)
-	waitFor(t, 10*time.Second, "the dead entry collected", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "the dead entry collected", func() (bool, string) {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "ff-registry-prod", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -628,7 +629,7 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	cfgA.Kubeconfig = proxiedKubeconfig(t, srv, proxy)
 	baseA, _ := startServe(t, cfgA, io.Discard)
 	waitReady(t, baseA)
-	waitFor(t, 10*time.Second, "A leading", func() (bool, string) { return leading(baseA), "not leading" })
+	testkit.WaitFor(t, 10*time.Second, "A leading", func() (bool, string) { return leading(baseA), "not leading" })
 	holderA := holder()
 	baseB, stopB := startServe(t, cfg, io.Discard)
 	waitReady(t, baseB)
@@ -650,7 +651,7 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	refreshed := func(who string) {
 		t.Helper()
 		before := runDate()
-		waitFor(t, 2*cfg.TTL, who+" refreshing the entry", func() (bool, string) {
+		testkit.WaitFor(t, 2*cfg.TTL, who+" refreshing the entry", func() (bool, string) {
 			return runDate().After(before), "not refreshed since " + before.Format(time.TimeOnly)
 		})
 	}
@@ -663,9 +664,9 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	// the lease duration of A's last renewal (plus B's polling, jittered).
 	cut := time.Now()
 	proxy.cutOff()
-	waitFor(t, cfg.LeaseRenewDeadline+time.Second, "A stopping its work", func() (bool, string) { return !leading(baseA), "A still leads" })
+	testkit.WaitFor(t, cfg.LeaseRenewDeadline+time.Second, "A stopping its work", func() (bool, string) { return !leading(baseA), "A still leads" })
 	aStopped := time.Since(cut)
-	waitFor(t, cfg.LeaseDuration+time.Second, "B leading", func() (bool, string) { return leading(baseB), "B does not lead" })
+	testkit.WaitFor(t, cfg.LeaseDuration+time.Second, "B leading", func() (bool, string) { return leading(baseB), "B does not lead" })
 	bLeads := time.Since(cut)
 	t.Logf("A cut off: A stopped leading after %s, B leads after %s", aStopped.Round(time.Millisecond), bLeads.Round(time.Millisecond))
 	if bLeads < aStopped {
@@ -683,7 +684,7 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, cfg.LeaseDuration, "C leading", func() (bool, string) { return leading(baseC), "C does not lead" })
+	took := testkit.WaitFor(t, cfg.LeaseDuration, "C leading", func() (bool, string) { return leading(baseC), "C does not lead" })
 	t.Logf("B stopped: C leads %s later (%s after B was told to stop)", took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
 	refreshed("C")
 	status, _, body = authCall(t, http.MethodGet, baseC+"/v1/envs/prod/apps/stock-service/instances/31", "", "")

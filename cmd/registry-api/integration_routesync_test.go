@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/acme/registry-api/internal/kubetest"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 var (
@@ -92,7 +93,7 @@ func routeMethods(t *testing.T, dyn dynamic.Interface, ns, name string) (*unstru
 func waitRouteMethods(t *testing.T, dyn dynamic.Interface, ns, name string, within time.Duration, want ...string) *unstructured.Unstructured {
 	t.Helper()
 	var obj *unstructured.Unstructured
-	waitFor(t, within, fmt.Sprintf("GRPCRoute %s matching %q", name, want), func() (bool, string) {
+	testkit.WaitFor(t, within, fmt.Sprintf("GRPCRoute %s matching %q", name, want), func() (bool, string) {
 		var got []string
 		obj, got = routeMethods(t, dyn, ns, name)
 		if obj == nil && len(want) == 0 {
@@ -112,7 +113,7 @@ func leads(t *testing.T, base string) bool {
 // began after since.
 func syncedSince(t *testing.T, base string, since time.Time, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, "a route sync after "+since.Format(time.TimeOnly), func() (bool, string) {
+	testkit.WaitFor(t, within, "a route sync after "+since.Format(time.TimeOnly), func() (bool, string) {
 		v, _ := metricValue(t, base, "registry_api_sync_last_success_timestamp_seconds")
 		at := time.Unix(0, int64(v*1e9))
 		return at.After(since), "last success at " + at.Format(time.TimeOnly)
@@ -164,7 +165,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 	cfg.TTL = time.Minute
 	a, stopA := startServe(t, cfg, io.Discard)
 	waitReady(t, a)
-	waitFor(t, within, "a leading", func() (bool, string) { return leads(t, a), "not leading" })
+	testkit.WaitFor(t, within, "a leading", func() (bool, string) { return leads(t, a), "not leading" })
 	b, stopB := startServe(t, cfg, io.Discard)
 	waitReady(t, b)
 
@@ -185,7 +186,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 		}
 	}
 	for _, gvr := range []schema.GroupVersionResource{virtualServices, destinationRules} {
-		waitFor(t, within, "user-service's "+gvr.Resource, func() (bool, string) {
+		testkit.WaitFor(t, within, "user-service's "+gvr.Resource, func() (bool, string) {
 			l, err := dyn.Resource(gvr).Namespace(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=registry-api"})
 			if err != nil {
 				t.Fatal(err)
@@ -203,7 +204,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 		}
 	})
 	waitRouteMethods(t, dyn, ns, "prod.order-service", within, create)
-	waitFor(t, within, "the taken name reported", func() (bool, string) {
+	testkit.WaitFor(t, within, "the taken name reported", func() (bool, string) {
 		v, _ := metricValue(t, a, "registry_api_sync_foreign_objects", `kind="GRPCRoute"`)
 		return v == 1, fmt.Sprint(v)
 	})
@@ -233,7 +234,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, within, "b leading", func() (bool, string) { return leads(t, b), "not leading" })
+	testkit.WaitFor(t, within, "b leading", func() (bool, string) { return leads(t, b), "not leading" })
 	took := time.Now()
 	syncedSince(t, b, took, within)
 	syncedSince(t, b, took.Add(grace+time.Second), grace+within) // past its quiet start
@@ -250,7 +251,7 @@ func TestIntegrationRouteSync(t *testing.T) {
 	off.SyncGRPCRoutes, off.SyncIstio = false, false
 	c, _ := startServe(t, off, io.Discard)
 	waitReady(t, c)
-	waitFor(t, within, "c leading and at work", func() (bool, string) {
+	testkit.WaitFor(t, within, "c leading and at work", func() (bool, string) {
 		v, _ := metricValue(t, c, "registry_api_upkeep_cycles_total", `result="ok"`)
 		return leads(t, c) && v > 0, fmt.Sprintf("%v upkeep cycles", v)
 	})
@@ -306,7 +307,7 @@ func TestIntegrationRouteSyncOutage(t *testing.T) {
 	}
 	// The replica's last snapshot ages: the instance dies by its TTL, and
 	// the leader, unable to renew, stops leading.
-	waitFor(t, within, "the instance dead and the leader gone", func() (bool, string) {
+	testkit.WaitFor(t, within, "the instance dead and the leader gone", func() (bool, string) {
 		_, _, body := fetch(t, base, "/v1/envs/prod")
 		return strings.Contains(string(body), `"alive":0`) && !leads(t, base), string(body)
 	})
@@ -319,7 +320,7 @@ func TestIntegrationRouteSyncOutage(t *testing.T) {
 	}
 	cs = adminClient(t, srv)
 	dyn := dynamicClient(t, srv)
-	waitFor(t, within, "leading again", func() (bool, string) { return leads(t, base), "not leading" })
+	testkit.WaitFor(t, within, "leading again", func() (bool, string) { return leads(t, base), "not leading" })
 	back := time.Now()
 	syncedSince(t, base, back, within)
 	if obj, _ := routeMethods(t, dyn, ns, "prod.user-service"); obj == nil || obj.GetUID() != before.GetUID() {
@@ -402,7 +403,7 @@ func TestIntegrationDeployRouteSync(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		return lines[len(lines)-1] == "yes"
 	}
-	waitFor(t, 10*time.Second, "the sync Roles taking effect", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "the sync Roles taking effect", func() (bool, string) {
 		out, _ := srv.Kubectl("auth", "can-i", "patch", "grpcroutes.gateway.networking.k8s.io", "--as="+serviceAccount, "-n", deployNamespace)
 		return canI("patch", "grpcroutes.gateway.networking.k8s.io", deployNamespace), string(out)
 	})
@@ -434,7 +435,7 @@ func TestIntegrationDeployRouteSync(t *testing.T) {
 	const env, charge = "synctest", "/acme.pay.v1.PayService/Charge"
 	putRegistry(t, cs, deployNamespace, "ff-registry-"+env, entries(newNode(env, "pay-service", "v1", charge)))
 	cfg := syncServeConfig(kubeconfig, deployNamespace, time.Second)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, stop := startServe(t, cfg, logs)
 	waitReady(t, base)
 	waitRouteMethods(t, dynamicClient(t, srv), deployNamespace, env+".pay-service", 20*time.Second, charge)

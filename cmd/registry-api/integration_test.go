@@ -35,6 +35,7 @@ import (
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
 )
 
@@ -80,7 +81,7 @@ func TestIntegrationReadPath(t *testing.T) {
 	createConfigMap(t, cs, nsB, "static-assets", map[string]string{"bundle.js": strings.Repeat("x", 500<<10)})
 
 	const interval = 500 * time.Millisecond
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, kubeServeConfig(srv.Kubeconfig, interval, nsA, nsB), logs)
 	waitReady(t, base)
 
@@ -241,7 +242,7 @@ func TestIntegrationReadPath(t *testing.T) {
 		beat := userA
 		beat.runDate = time.Now().Add(time.Second)
 		editConfigMap(t, cs, nsA, "ff-registry-prod", func(d map[string]string) { d[beat.key()] = beat.value() })
-		waitFor(t, interval+2*time.Second, "the heartbeat is parsed", func() (bool, string) {
+		testkit.WaitFor(t, interval+2*time.Second, "the heartbeat is parsed", func() (bool, string) {
 			v := mustMetric(t, base, "registry_api_entries_parsed_total")
 			return v > parsed, strconv.FormatFloat(v, 'f', -1, 64)
 		})
@@ -260,7 +261,7 @@ func TestIntegrationReadPath(t *testing.T) {
 		editConfigMap(t, cs, nsB, "ff-registry-prod", func(d map[string]string) { d[search.key()] = search.value() })
 		limit := interval + 2*time.Second
 		var got resolutionBody
-		took := waitFor(t, limit, "the new app is served", func() (bool, string) {
+		took := testkit.WaitFor(t, limit, "the new app is served", func() (bool, string) {
 			status, _, body := fetch(t, base, resolvePath("prod", query))
 			if status != http.StatusOK {
 				return false, strconv.Itoa(status) + " " + string(body)
@@ -278,7 +279,7 @@ func TestIntegrationReadPath(t *testing.T) {
 func waitPolls(t *testing.T, base string, n int, interval time.Duration) {
 	t.Helper()
 	start := mustMetric(t, base, "registry_api_poll_duration_seconds_count")
-	waitFor(t, time.Duration(n+4)*interval+2*time.Second, strconv.Itoa(n)+" more polls", func() (bool, string) {
+	testkit.WaitFor(t, time.Duration(n+4)*interval+2*time.Second, strconv.Itoa(n)+" more polls", func() (bool, string) {
 		v := mustMetric(t, base, "registry_api_poll_duration_seconds_count")
 		return v >= start+float64(n), strconv.FormatFloat(v-start, 'f', -1, 64) + " polls"
 	})
@@ -333,7 +334,7 @@ func TestIntegrationOutage(t *testing.T) {
 	serverURL := kubeconfigServer(t, srv.Kubeconfig)
 
 	const interval = 200 * time.Millisecond
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, kubeServeConfig(srv.Kubeconfig, interval, namespaces...), logs)
 	waitReady(t, base)
 	_, before := getJSON(t, base, resolvePath("prod", login), nil)
@@ -342,7 +343,7 @@ func TestIntegrationOutage(t *testing.T) {
 		// A frozen API server keeps its connections open and never answers:
 		// only the poller's own timeout ends each LIST.
 		const listTimeout = time.Second
-		var pollLogs syncBuffer
+		var pollLogs testkit.Buffer
 		p, err := watch.New(&store.Kube{Client: cs}, watch.Options{
 			Namespaces: namespaces, Interval: interval, ListTimeout: listTimeout, TTL: itestTTL, Log: zerolog.New(&pollLogs),
 		})
@@ -377,7 +378,7 @@ func TestIntegrationOutage(t *testing.T) {
 	t.Logf("API server stopped in %v", time.Since(stopped).Round(time.Millisecond))
 
 	pollErrors := func() float64 { v, _ := metricValue(t, base, "registry_api_poll_errors_total"); return v }
-	took := waitFor(t, 5*time.Second, "a failed poll", func() (bool, string) {
+	took := testkit.WaitFor(t, 5*time.Second, "a failed poll", func() (bool, string) {
 		return pollErrors() >= float64(len(namespaces)), "no poll error yet"
 	})
 	t.Logf("first failed polls %v after the API server was gone", took.Round(time.Millisecond))
@@ -390,7 +391,7 @@ func TestIntegrationOutage(t *testing.T) {
 	// For several poll intervals, and at least 2s because the header counts
 	// whole seconds: every read is answered from the last snapshot.
 	var reads int
-	waitFor(t, 15*time.Second, "poll errors piling up through the outage", func() (bool, string) {
+	testkit.WaitFor(t, 15*time.Second, "poll errors piling up through the outage", func() (bool, string) {
 		status, hdr, body := fetch(t, base, resolvePath("prod", login))
 		if status != http.StatusOK || !bytes.Equal(body, before) {
 			t.Fatalf("resolution during the outage = %d %s, want 200 %s", status, body, before)
@@ -432,7 +433,7 @@ func TestIntegrationOutage(t *testing.T) {
 	if now := kubeconfigServer(t, srv.Kubeconfig); now != serverURL {
 		t.Fatalf("the API server came back on %s instead of %s (its port was taken meanwhile); serve cannot follow", now, serverURL)
 	}
-	took = waitFor(t, 10*time.Second, "X-Registry-Synced-At advancing after the restart", func() (bool, string) {
+	took = testkit.WaitFor(t, 10*time.Second, "X-Registry-Synced-At advancing after the restart", func() (bool, string) {
 		hdr, _ := getJSON(t, base, resolvePath("prod", login), nil)
 		got := hdr.Get("X-Registry-Synced-At")
 		return laterRFC3339(got, syncedAt), got
@@ -445,7 +446,7 @@ func TestIntegrationOutage(t *testing.T) {
 	const query = "/acme.search.v1.SearchService/Query"
 	search := newNode("prod", "search-service", "v1", query)
 	editConfigMap(t, adminClient(t, srv), namespaces[1], "ff-registry-prod", func(d map[string]string) { d[search.key()] = search.value() })
-	took = waitFor(t, interval+2*time.Second, "a change made after the restart is served", func() (bool, string) {
+	took = testkit.WaitFor(t, interval+2*time.Second, "a change made after the restart is served", func() (bool, string) {
 		status, _, body := fetch(t, base, resolvePath("prod", query))
 		return status == http.StatusOK && bytes.Contains(body, []byte(strconv.FormatInt(search.lease, 10))), string(body)
 	})
@@ -710,7 +711,7 @@ func TestIntegrationDeploy(t *testing.T) {
 		}
 	}
 	// The authorizer learns of the new RoleBinding through its informers.
-	waitFor(t, 10*time.Second, "the RoleBinding taking effect", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "the RoleBinding taking effect", func() (bool, string) {
 		return canI("list", "configmaps", deployNamespace)
 	})
 	for _, row := range rbacMatrix {
@@ -750,7 +751,7 @@ func TestIntegrationDeploy(t *testing.T) {
 	pay := newNode("prod", "pay-service", "v1", charge)
 	putRegistry(t, cs, deployNamespace, "ff-registry-prod", entries(pay))
 
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, stop := startServe(t, kubeServeConfig(kubeconfig, 500*time.Millisecond, deployNamespace), logs)
 	waitReady(t, base)
 	var got resolutionBody
@@ -783,10 +784,10 @@ func deployWithAuth(t *testing.T, srv *kubetest.Server, kubeconfig string) {
 		_ = cs.CoreV1().Pods(deployNamespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	})
 
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, authServeConfig(kubeconfig, deployNamespace), logs)
 	waitReady(t, base)
-	waitFor(t, 10*time.Second, "leading with the ServiceAccount's permissions", func() (bool, string) {
+	testkit.WaitFor(t, 10*time.Second, "leading with the ServiceAccount's permissions", func() (bool, string) {
 		v, _ := metricValue(t, base, "registry_api_leader")
 		return v == 1, logs.String()
 	})
@@ -818,7 +819,7 @@ func deployWithAuth(t *testing.T, srv *kubetest.Server, kubeconfig string) {
 		return node.RunDate
 	}
 	registered := runDate()
-	waitFor(t, 2*authServeConfig("", "").TTL+time.Second, "the leader refreshing the pod-bound entry", func() (bool, string) {
+	testkit.WaitFor(t, 2*authServeConfig("", "").TTL+time.Second, "the leader refreshing the pod-bound entry", func() (bool, string) {
 		return runDate().After(registered), "not refreshed"
 	})
 	if v, _ := metricValue(t, base, "registry_api_upkeep_cycles_total", `result="error"`); v != 0 {
@@ -1073,7 +1074,7 @@ func getJSON(t *testing.T, base, path string, v any) (http.Header, []byte) {
 }
 
 // logLines decodes serve's JSON log lines.
-func logLines(t *testing.T, logs *syncBuffer) []map[string]any {
+func logLines(t *testing.T, logs *testkit.Buffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for line := range strings.Lines(logs.String()) {
@@ -1088,7 +1089,7 @@ func logLines(t *testing.T, logs *syncBuffer) []map[string]any {
 
 // countLogs counts the log lines whose message starts with msgPrefix, by
 // their namespace field.
-func countLogs(t *testing.T, logs *syncBuffer, msgPrefix string) map[string]int {
+func countLogs(t *testing.T, logs *testkit.Buffer, msgPrefix string) map[string]int {
 	t.Helper()
 	counts := map[string]int{}
 	for _, l := range logLines(t, logs) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // writeLease is past 2^53 and odd: a float64 on its way would change it.
@@ -33,21 +34,14 @@ func problemCode(body []byte) string {
 	return p.Code
 }
 
-// eventually retries check every 20ms until it returns "" or d has passed,
-// and returns how long it took; on timeout it fails with check's last word.
+// eventually waits until check returns "", and fails with its last word
+// when d has passed.
 func eventually(t *testing.T, d time.Duration, what string, check func() string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
+	return testkit.WaitFor(t, d, what, func() (bool, string) {
 		msg := check()
-		if msg == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s: %s", what, d, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return msg == "", msg
+	})
 }
 
 // TestIntegrationWriteAcrossReplicas registers through one replica and reads

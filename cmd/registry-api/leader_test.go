@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
@@ -120,7 +122,7 @@ func TestServeCollectsDeadEntriesOnMemoryStore(t *testing.T) {
 	cfg.Seed, cfg.SeedKeepalive = path, false
 	cfg.TTL = 2 * time.Second
 	cfg.GCAfter = time.Hour
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, cfg, logs)
 	waitReady(t, base)
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 func TestLoggerReplacesOversizedLines(t *testing.T) {
@@ -44,7 +46,7 @@ func TestLoggerReplacesOversizedLines(t *testing.T) {
 // it, and what is left when the logger closes.
 func TestLogLinesAreWrittenTogether(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out syncBuffer
+		var out testkit.Buffer
 		cfg := testConfig(t)
 		cfg.LogLevel = "info"
 		cfg.LogFlushInterval = 100 * time.Millisecond
@@ -88,7 +90,7 @@ func TestLogLinesAreWrittenTogether(t *testing.T) {
 // tick, and no line is split.
 func TestLogLinesOverTheBufferAreWrittenAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out syncBuffer
+		var out testkit.Buffer
 		cfg := testConfig(t)
 		cfg.LogFlushInterval = time.Second
 		log, closeLog, err := newLogger(cfg, &out)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // readmeBlock is a ```sh block of README.md with the readme-test annotation
@@ -178,7 +180,7 @@ func TestREADMEShellBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, _ := startServe(t, cfg, logs)
 	waitReady(t, base)
 

@@ -15,25 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
-
-// syncBuffer collects logs written by the server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func testConfig(t *testing.T) Config {
 	t.Helper()
@@ -108,7 +92,7 @@ func waitReady(t *testing.T, base string) {
 }
 
 func TestServeEndToEndOnMemoryStore(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	base, stop := startServe(t, testConfig(t), logs)
 	waitReady(t, base)
 

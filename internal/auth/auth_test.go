@@ -18,27 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // fakeReviewer answers TokenReviews from a table of tokens.
 type fakeReviewer struct {
@@ -108,7 +91,7 @@ func jwt(exp time.Time, salt string) string {
 	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(claims)) + "." + enc([]byte("signature-"+salt))
 }
 
-func newAuth(t *testing.T, rv *fakeReviewer, c *clock, opts Options) *Authenticator {
+func newAuth(t *testing.T, rv *fakeReviewer, c *testkit.Clock, opts Options) *Authenticator {
 	t.Helper()
 	opts.Reviewer = rv
 	opts.Now = c.Now
@@ -137,7 +120,7 @@ func wantCode(t *testing.T, err error, code model.Code) {
 
 func TestAuthenticateIdentity(t *testing.T) {
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{})
 	pod := saUser("team-a", "worker")
 	pod.Extra = map[string]authenticationv1.ExtraValue{
@@ -175,7 +158,7 @@ func TestAuthenticateIdentity(t *testing.T) {
 
 func TestAuthenticateRejects(t *testing.T) {
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{Audiences: []string{"registry-api", " "}})
 
 	_, err := a.Authenticate(t.Context(), "")
@@ -207,7 +190,7 @@ func TestAuthenticateRejects(t *testing.T) {
 
 func TestCacheBoundByExpiry(t *testing.T) {
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{CacheTTL: time.Minute})
 
 	soon := jwt(t0.Add(20*time.Second), "soon")
@@ -218,7 +201,7 @@ func TestCacheBoundByExpiry(t *testing.T) {
 		rv.allow(tok, saUser("ns", "sa"))
 	}
 	reviews := func(tok string, at time.Duration) int64 {
-		c.set(t0.Add(at))
+		c.Set(t0.Add(at))
 		before := rv.calls.Load()
 		mustAuth(t, a, tok)
 		return rv.calls.Load() - before
@@ -252,7 +235,7 @@ func TestCacheBoundByExpiry(t *testing.T) {
 
 func TestCacheNegativeResultsNotCached(t *testing.T) {
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{})
 	tok := jwt(t0.Add(time.Hour), "new-sa")
 	for range 3 {
@@ -275,7 +258,7 @@ func TestCacheNegativeResultsNotCached(t *testing.T) {
 
 func TestCacheBoundInSize(t *testing.T) {
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{CacheSize: 3})
 	tokens := make([]string, 5)
 	for i := range tokens {
@@ -319,7 +302,7 @@ func TestConcurrentRequestsShareOneReview(t *testing.T) {
 
 func testConcurrentRequestsShareOneReview(t *testing.T) {
 	rv := &fakeReviewer{gate: make(chan struct{})}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{})
 	tok := jwt(t0.Add(time.Hour), "busy")
 	rv.allow(tok, saUser("ns", "busy"))
@@ -361,7 +344,7 @@ func testConcurrentRequestsShareOneReview(t *testing.T) {
 func TestTokensNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	rv := &fakeReviewer{}
-	c := &clock{now: t0}
+	c := testkit.NewClock(t0)
 	a := newAuth(t, rv, c, Options{Log: zerolog.New(&logs)})
 	secret := jwt(t0.Add(time.Hour), "secret")
 	if _, err := a.Authenticate(t.Context(), secret); err == nil {

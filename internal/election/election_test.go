@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // The tests run in synctest bubbles, so that lease timings run on the
@@ -108,24 +110,12 @@ func (r *replica) gauge(t *testing.T) float64 {
 	return testutil.ToFloat64(r.elector.leader)
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestElectorOneLeaderAndHandoverOnStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cs := fake.NewClientset()
 		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
 		a := startReplica(t, cs, "a", log)
-		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+		testkit.WaitFor(t, testTimeout, "a leading", testkit.Until(a.elector.Leading))
 		b := startReplica(t, cs, "b", log)
 		// b campaigns for a while and must not lead meanwhile.
 		time.Sleep(2 * testLease)
@@ -142,7 +132,7 @@ func TestElectorOneLeaderAndHandoverOnStop(t *testing.T) {
 		if a.elector.Leading() || a.gauge(t) != 0 {
 			t.Error("a still reports leading after it stopped")
 		}
-		took := waitUntil(t, testLease, "b leading after a stopped", b.elector.Leading)
+		took := testkit.WaitFor(t, testLease, "b leading after a stopped", testkit.Until(b.elector.Leading))
 		t.Logf("b took over %s after a stopped", took)
 		if at := log.stoppedAt("a"); at.IsZero() || at.After(stopped.Add(took)) {
 			t.Error("a's work had not stopped when b started")
@@ -170,19 +160,19 @@ func TestElectorStopsWorkWhenRenewalFails(t *testing.T) {
 		})
 		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
 		a := startReplica(t, csA, "a", log)
-		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+		testkit.WaitFor(t, testTimeout, "a leading", testkit.Until(a.elector.Leading))
 		b := startReplica(t, shared, "b", log)
 
 		cut := time.Now()
 		cutOff.Store(true)
-		waitUntil(t, testRenew+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
+		testkit.WaitFor(t, testRenew+time.Second, "a stopping its work", testkit.Until(func() bool { return !a.elector.Leading() }))
 		stoppedAfter := log.stoppedAt("a").Sub(cut)
 		if stoppedAfter > testRenew+testRetry {
 			t.Errorf("a stopped working %s after it was cut off, later than the renew deadline %s", stoppedAfter, testRenew)
 		}
 		// b waits out the lease from when it last saw it change, polling every
 		// retry period (jittered up to 2.2 times).
-		waitUntil(t, testLease+testRenew+3*testRetry, "b leading", b.elector.Leading)
+		testkit.WaitFor(t, testLease+testRenew+3*testRetry, "b leading", testkit.Until(b.elector.Leading))
 		tookOver := time.Since(cut)
 		t.Logf("a stopped %s after the cut, b led %s after it", stoppedAfter, tookOver)
 		if tookOver < stoppedAfter+(testLease-testRenew)/2 {
@@ -236,14 +226,14 @@ func TestElectorResignsWhenItStopsWorking(t *testing.T) {
 		})
 		log := &workLog{starts: map[string]int{}, stops: map[string]time.Time{}}
 		a := startReplica(t, cs, "a", log)
-		waitUntil(t, testTimeout, "a leading", a.elector.Leading)
+		testkit.WaitFor(t, testTimeout, "a leading", testkit.Until(a.elector.Leading))
 
 		slow.Store(true)
-		waitUntil(t, testRenew+2*testRetry+time.Second, "a stopping its work", func() bool { return !a.elector.Leading() })
+		testkit.WaitFor(t, testRenew+2*testRetry+time.Second, "a stopping its work", testkit.Until(func() bool { return !a.elector.Leading() }))
 		slow.Store(false)
-		waitUntil(t, testLease+testRenew+time.Second, "a leading and working again", func() bool {
+		testkit.WaitFor(t, testLease+testRenew+time.Second, "a leading and working again", testkit.Until(func() bool {
 			return a.elector.Leading() && log.started("a") >= 2
-		})
+		}))
 		if log.active.Load() != 1 {
 			t.Errorf("%d workers after a leads again", log.active.Load())
 		}

@@ -307,7 +307,7 @@ func TestAPI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			if !tt.at.IsZero() {
-				h.clock.set(tt.at)
+				h.clock.Set(tt.at)
 			}
 			rec := h.do(tt.req)
 			if rec.Code != tt.status {
@@ -402,7 +402,7 @@ func TestReadyz(t *testing.T) {
 	}
 
 	// Staying ready while the API server fails: the snapshot just ages.
-	h.clock.add(time.Hour)
+	h.clock.Add(time.Hour)
 	if rec := h.get("/readyz"); rec.Code != http.StatusOK {
 		t.Errorf("an hour later: %d", rec.Code)
 	}
@@ -467,13 +467,13 @@ func TestResolveETagFollowsLiveness(t *testing.T) {
 	h := newHarness(t)
 	first := h.get(refundPath)
 
-	h.clock.set(t0.Add(time.Second))
+	h.clock.Set(t0.Add(time.Second))
 	if rec := h.get(refundPath); rec.Header().Get("ETag") != first.Header().Get("ETag") || rec.Body.String() != first.Body.String() {
 		t.Errorf("the answer changed while liveness did not:\n%s\n%s", first.Body, rec.Body)
 	}
 
 	// pay-service-1004's heartbeat (12:24:21) is now older than the TTL.
-	h.clock.set(t0.Add(7 * time.Second))
+	h.clock.Set(t0.Add(7 * time.Second))
 	later := h.get(refundPath)
 	if later.Header().Get("ETag") == first.Header().Get("ETag") {
 		t.Fatal("the answer did not change when an instance died")
@@ -482,7 +482,7 @@ func TestResolveETagFollowsLiveness(t *testing.T) {
 		t.Errorf("instances = %s", got)
 	}
 
-	h.clock.set(t0)
+	h.clock.Set(t0)
 	if rec := h.get(refundPath); rec.Body.String() != first.Body.String() {
 		t.Errorf("back at t0 the answer differs:\n%s\n%s", first.Body, rec.Body)
 	}
@@ -605,7 +605,7 @@ func TestNewServerRequiresSnapshots(t *testing.T) {
 func TestConcurrentResolve(t *testing.T) {
 	h := newHarness(t)
 	alive := h.get(refundPath).Body.String()
-	h.clock.set(t0.Add(7 * time.Second))
+	h.clock.Set(t0.Add(7 * time.Second))
 	fewer := h.get(refundPath).Body.String()
 
 	const workers, requests = 8, 100
@@ -617,7 +617,7 @@ func TestConcurrentResolve(t *testing.T) {
 			defer wg.Done()
 			for i := range requests {
 				if w == 0 && i%10 == 0 {
-					h.clock.set(t0.Add(time.Duration(i/10%2*7) * time.Second))
+					h.clock.Set(t0.Add(time.Duration(i/10%2*7) * time.Second))
 				}
 				r := httptest.NewRequest(http.MethodGet, refundPath, nil)
 				rec := httptest.NewRecorder()
@@ -666,7 +666,7 @@ func TestRequestLogLevels(t *testing.T) {
 			h := newHarness(t)
 			if tt.deps != nil {
 				deps := tt.deps(h)
-				deps.Log, deps.Registry, deps.Now = h.srv.log, prometheus.NewRegistry(), h.clock.now
+				deps.Log, deps.Registry, deps.Now = h.srv.log, prometheus.NewRegistry(), h.clock.Now
 				srv, err := newServer(deps)
 				if err != nil {
 					t.Fatal(err)

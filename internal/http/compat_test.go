@@ -82,7 +82,7 @@ func TestLibraryDiscoversRegistrations(t *testing.T) {
 	}
 
 	ttl := 10 * time.Second
-	found := libDiscover(cm.Data, wh.clock.now(), ttl)
+	found := libDiscover(cm.Data, wh.clock.Now(), ttl)
 	if found["/acme.inventory.v1.InventoryService/Reserve"] != "inventory-service" {
 		t.Errorf("the library does not discover the registration: %v", found)
 	}
@@ -92,11 +92,11 @@ func TestLibraryDiscoversRegistrations(t *testing.T) {
 	}
 
 	// A heartbeat through the API keeps it discoverable for the library.
-	wh.clock.add(8 * time.Second)
+	wh.clock.Add(8 * time.Second)
 	wantStatus(t, wh.do(request{method: http.MethodPut, target: instancesPath + "/1795695862709570047/heartbeat"}), http.StatusOK, "")
-	wh.clock.add(8 * time.Second)
+	wh.clock.Add(8 * time.Second)
 	cm, _ = wh.store.Get(context.Background(), "firefly", "ff-registry-prod")
-	found = libDiscover(cm.Data, wh.clock.now(), ttl)
+	found = libDiscover(cm.Data, wh.clock.Now(), ttl)
 	if found["/acme.inventory.v1.InventoryService/Reserve"] != "inventory-service" {
 		t.Errorf("after a heartbeat the library no longer discovers it: %v", found)
 	}

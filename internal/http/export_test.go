@@ -109,7 +109,7 @@ func TestExportYAML(t *testing.T) {
 
 func TestExportIstio(t *testing.T) {
 	h := newHarness(t)
-	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.now, Registry: h.registry, IstioVersionHeader: "x-version"})
+	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Registry: h.registry, IstioVersionHeader: "x-version"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestExportIstio(t *testing.T) {
 func TestExportDefaultGateway(t *testing.T) {
 	h := newHarness(t)
 	gw := &export.ParentRef{Namespace: "infra", Name: "public"}
-	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.now, Registry: h.registry, Gateway: gw})
+	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Registry: h.registry, Gateway: gw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +176,11 @@ func TestExportConditional(t *testing.T) {
 			t.Errorf("%s with its tag: %d", path, rec.Code)
 		}
 		// A version that dies changes the export, and so its tag.
-		h.clock.add(30 * 1e9)
+		h.clock.Add(30 * 1e9)
 		if again := h.get(path); again.Header().Get("ETag") == get.Header().Get("ETag") {
 			t.Errorf("%s: same tag after every instance died", path)
 		}
-		h.clock.set(t0)
+		h.clock.Set(t0)
 	}
 }
 

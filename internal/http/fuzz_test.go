@@ -130,7 +130,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		h := wh
 		h.t = t
-		h.logs.reset()
+		h.logs.Reset()
 		stored := storeState(t, h)
 
 		rec := httptest.NewRecorder()
@@ -263,12 +263,6 @@ func storeState(t *testing.T, wh *writeHarness) string {
 		b.WriteString(cm.Namespace + "/" + cm.Name + "@" + cm.ResourceVersion + " ")
 	}
 	return b.String()
-}
-
-func (b *syncBuffer) reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }
 
 var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}

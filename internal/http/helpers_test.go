@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -64,19 +64,6 @@ func newSource(snap *model.Snapshot) *source {
 	s.pub.Store(&ch)
 	return s
 }
-
-// clock is a settable Now.
-type clock struct{ t atomic.Int64 }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-
-func (c *clock) set(t time.Time)     { c.t.Store(t.UnixNano()) }
-func (c *clock) now() time.Time      { return time.Unix(0, c.t.Load()).UTC() }
-func (c *clock) add(d time.Duration) { c.t.Add(int64(d)) }
 
 // fixtureSnapshot reads the ConfigMaps in testdata as the watcher would.
 func fixtureSnapshot(t testing.TB) *model.Snapshot {
@@ -131,26 +118,9 @@ type harness struct {
 	t        testing.TB
 	srv      *server
 	src      *source
-	clock    *clock
+	clock    *testkit.Clock
 	registry *prometheus.Registry
-	logs     *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs     *testkit.Buffer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -158,14 +128,14 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{
 		t:        t,
 		src:      newSource(fixtureSnapshot(t)),
-		clock:    newClock(t0),
+		clock:    testkit.NewClock(t0),
 		registry: prometheus.NewRegistry(),
-		logs:     &syncBuffer{},
+		logs:     &testkit.Buffer{},
 	}
 	srv, err := newServer(Deps{
 		Log:       zerolog.New(h.logs).Level(zerolog.DebugLevel),
 		Snapshots: h.src,
-		Now:       h.clock.now,
+		Now:       h.clock.Now,
 		TTL:       10 * time.Second,
 		Registry:  h.registry,
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/acme/registry-api/internal/routesync"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // With route sync on, an env's view says which of its kinds the API server
@@ -27,8 +28,8 @@ func TestEnvReportsRouteSync(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			h := &harness{t: t, src: newSource(fixtureSnapshot(t)), clock: newClock(t0), registry: prometheus.NewRegistry(), logs: &syncBuffer{}}
-			srv, err := newServer(Deps{Log: zerolog.Nop(), Snapshots: h.src, Now: h.clock.now, TTL: 10 * time.Second,
+			h := &harness{t: t, src: newSource(fixtureSnapshot(t)), clock: testkit.NewClock(t0), registry: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
+			srv, err := newServer(Deps{Log: zerolog.Nop(), Snapshots: h.src, Now: h.clock.Now, TTL: 10 * time.Second,
 				Registry: h.registry, RouteSync: tc.status})
 			if err != nil {
 				t.Fatal(err)

@@ -83,7 +83,7 @@ func TestRoutesView(t *testing.T) {
 	}
 
 	// Down but known: every method is still listed, with no targets.
-	h.clock.set(t0.Add(time.Hour))
+	h.clock.Set(t0.Add(time.Hour))
 	var down routeTable
 	decode(t, h.get("/v1/envs/prod/routes"), &down)
 	if len(down.Routes) == 0 {
@@ -184,7 +184,7 @@ func TestRoutesTagFollowsRouting(t *testing.T) {
 	// deregistration that leave the same table answer the same tag.)
 	changed := func(what string, nodes []node, at time.Time) {
 		t.Helper()
-		h.clock.set(at)
+		h.clock.Set(at)
 		tag, res := tagAt(buildSnapshot(t0, nodes...))
 		if tag == base {
 			t.Errorf("%s: the routes tag did not change", what)

@@ -40,7 +40,7 @@ func TestRunDateInFuture(t *testing.T) {
 	}
 
 	// One TTL after the sighting, not 8 hours: dead everywhere.
-	h.clock.add(10*time.Second + time.Second)
+	h.clock.Add(10*time.Second + time.Second)
 	decode(t, h.get("/v1/envs/skew"), &env)
 	if env.Instances != (countsView{Stale: 1}) {
 		t.Errorf("instances one TTL after the sighting %+v, want 1 stale", env.Instances)

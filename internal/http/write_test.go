@@ -27,6 +27,7 @@ import (
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
 )
 
@@ -115,9 +116,9 @@ func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, clock: newClock(t0), registry: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h := &harness{t: t, clock: testkit.NewClock(t0), registry: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
 	wh := &writeHarness{harness: h, store: &faultyStore{Store: mem}}
-	wh.poller, err = watch.New(wh.store, watch.Options{Namespaces: []string{"firefly", "shop"}, Now: h.clock.now})
+	wh.poller, err = watch.New(wh.store, watch.Options{Namespaces: []string{"firefly", "shop"}, Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 	deps := Deps{
 		Log:            zerolog.New(h.logs).Level(zerolog.DebugLevel),
 		Snapshots:      wh.poller,
-		Now:            h.clock.now,
+		Now:            h.clock.Now,
 		TTL:            10 * time.Second,
 		Registry:       h.registry,
 		ReadOnly:       opts.readOnly,
@@ -146,7 +147,7 @@ func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 			TTL:               10 * time.Second,
 			MaxConfigMapBytes: opts.maxBytes,
 			Backoff:           wait.Backoff{Steps: 3, Duration: time.Millisecond},
-			Now:               h.clock.now,
+			Now:               h.clock.Now,
 			OnWritten:         wh.poller.Apply,
 		})
 		if err != nil {
@@ -429,7 +430,7 @@ func TestReRegisterReplacesTheEntry(t *testing.T) {
 	first := newInventory(bigLease)
 	wantStatus(t, wh.register(instancesPath, first.json()), http.StatusCreated, "")
 
-	wh.clock.add(2 * time.Second)
+	wh.clock.Add(2 * time.Second)
 	retry := first
 	retry.Version = "v2"
 	retry.Methods = []string{"/acme.inventory.v1.InventoryService/Release"}
@@ -604,7 +605,7 @@ func TestHeartbeat(t *testing.T) {
 	key := "inventory-service.1795695862709570047"
 	before, _ := wh.entry("firefly", "prod", key)
 
-	wh.clock.add(3 * time.Second)
+	wh.clock.Add(3 * time.Second)
 	rec := wh.do(request{method: http.MethodPut, target: instancesPath + "/1795695862709570047/heartbeat"})
 	wantStatus(t, rec, http.StatusOK, "")
 	var v struct {
@@ -624,7 +625,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 
 	// Read-your-writes: the instance is alive past the first TTL.
-	wh.clock.add(9 * time.Second)
+	wh.clock.Add(9 * time.Second)
 	var app appDetailView
 	decode(t, wh.get("/v1/envs/prod/apps/inventory-service"), &app)
 	if len(app.Instances) != 1 || !app.Instances[0].Alive {
@@ -682,7 +683,7 @@ func TestGetInstance(t *testing.T) {
 	}
 
 	// A stale instance is still found, and says so.
-	wh.clock.add(time.Minute)
+	wh.clock.Add(time.Minute)
 	decode(t, wh.get(reg.Header().Get("Location")), &got)
 	if got.Alive {
 		t.Error("a minute later the instance is still alive")
@@ -784,7 +785,7 @@ func TestRegistryFull(t *testing.T) {
 	}
 
 	// The registered instances keep heartbeating, and may re-register.
-	wh.clock.add(4 * time.Second)
+	wh.clock.Add(4 * time.Second)
 	for lease := 1; lease <= 2; lease++ {
 		wantStatus(t, wh.do(request{method: http.MethodPut, target: fmt.Sprintf("%s/%d/heartbeat", target, lease)}), http.StatusOK, "")
 	}
@@ -830,7 +831,7 @@ func TestWriteConflict(t *testing.T) {
 	wh := newWriteHarness(t, writeOptions{})
 	wantStatus(t, wh.register(instancesPath, newInventory(5).json()), http.StatusCreated, "")
 	wh.store.conflicting.Store(true)
-	wh.clock.add(time.Second) // a heartbeat that changes nothing writes nothing
+	wh.clock.Add(time.Second) // a heartbeat that changes nothing writes nothing
 	rec := wh.do(request{method: http.MethodPut, target: instancesPath + "/5/heartbeat"})
 	wantStatus(t, rec, http.StatusConflict, model.CodeConflict)
 	detailContains("ff-registry-prod", "retry")(t, rec)

@@ -151,15 +151,3 @@ func wantCode(t testing.TB, err error, code model.Code) {
 		t.Fatalf("error %v: code %s, want %s", err, got, code)
 	}
 }
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
 )
 
@@ -343,7 +344,7 @@ func TestSizeGuardRefusesOnlyTheOpThatGrowsTooMuch(t *testing.T) {
 	}()
 	go func() { _, err := w.Register(ctx, userService(2)); outcomes <- outcome{"small", err} }()
 	go func() { _, err := w.Register(ctx, big); outcomes <- outcome{"big", err} }()
-	waitFor(t, 5*time.Second, "three pending ops", func() bool { return pending(w) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "three pending ops", testkit.Until(func() bool { return pending(w) == 3 }))
 	w.Close()
 	for range 3 {
 		o := <-outcomes
@@ -489,7 +490,7 @@ func TestCanceledCallerAndClose(t *testing.T) {
 		_, err := w.Register(context.Background(), userService(2))
 		kept <- err
 	}()
-	waitFor(t, 5*time.Second, "two pending registrations", func() bool { return pending(w) == 2 })
+	testkit.WaitFor(t, 5*time.Second, "two pending registrations", testkit.Until(func() bool { return pending(w) == 2 }))
 	cancel()
 	if err := <-canceled; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled caller got %v", err)
@@ -525,11 +526,11 @@ func TestIdleBatchersGoAway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "no batchers", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "no batchers", testkit.Until(func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.batchers) == 0
-	})
+	}))
 }
 
 func TestNewValidatesOptions(t *testing.T) {
