@@ -62,7 +62,8 @@ func (sn *serviceNodeIn) decodeSlow(b []byte) error {
 	return err
 }
 
-// Members of serviceNodeIn in a bit set of those seen.
+// Members of serviceNodeIn, indexes into libraryMembers and bits in a set of
+// those seen.
 const (
 	memberProtoCount = iota
 	memberLeaseID
@@ -74,10 +75,9 @@ const (
 )
 
 var (
-	serviceNodeNames = []string{"proto_count", "lease_id", "run_date", "methods", "network", "kernel", "meta"}
-	networkNames     = []string{"sn", "internal", "external"}
-	kernelNames      = []string{"language", "version"}
-	metaNames        = []string{"env", "app_id", "version"}
+	networkNames = []string{"sn", "internal", "external"}
+	kernelNames  = []string{"language", "version"}
+	metaNames    = []string{"env", "app_id", "version"}
 )
 
 // decodeFast decodes b into sn if b is a JSON object that encoding/json
@@ -98,7 +98,7 @@ func (sn *serviceNodeIn) decodeFast(b []byte) bool {
 			if !ok {
 				return false
 			}
-			m := matchName(key, serviceNodeNames)
+			m := matchName(key, libraryMembers)
 			if m >= 0 {
 				// encoding/json merges repeated objects and lets the last
 				// scalar win; writers never repeat members, so leave it to it.

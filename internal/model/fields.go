@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 )
 
 // Field is one top-level member of an entry's JSON object, kept verbatim.
@@ -111,16 +110,4 @@ func (f Fields) Bytes() []byte {
 	}
 	b.WriteByte('}')
 	return b.Bytes()
-}
-
-// RefreshRunDate rewrites only the run_date of an entry: a heartbeat.
-func RefreshRunDate(raw []byte, at time.Time, zone *time.Location) ([]byte, error) {
-	f, err := DecodeFields(raw)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.SetJSON("run_date", FormatRunDate(at, zone)); err != nil {
-		return nil, err
-	}
-	return f.Bytes(), nil
 }

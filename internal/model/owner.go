@@ -56,10 +56,16 @@ func ReadOwnership(raw []byte) (Ownership, error) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return Ownership{}, fmt.Errorf("read entry ownership: %w", err)
 	}
+	return ownershipOf(v.RegisteredBy, v.Keepalive)
+}
+
+// ownershipOf reads the values of the registered_by and keepalive members;
+// nil for an absent one.
+func ownershipOf(registeredBy, keepalive []byte) (Ownership, error) {
 	var o Ownership
-	if len(v.RegisteredBy) > 0 && string(v.RegisteredBy) != "null" {
+	if len(registeredBy) > 0 && string(registeredBy) != "null" {
 		var rb RegisteredBy
-		if err := json.Unmarshal(v.RegisteredBy, &rb); err != nil {
+		if err := json.Unmarshal(registeredBy, &rb); err != nil {
 			return Ownership{}, fmt.Errorf("read entry member %q: %w", MemberRegisteredBy, err)
 		}
 		if rb.Username == "" {
@@ -67,8 +73,8 @@ func ReadOwnership(raw []byte) (Ownership, error) {
 		}
 		o.RegisteredBy = &rb
 	}
-	if len(v.Keepalive) > 0 && string(v.Keepalive) != "null" {
-		if err := json.Unmarshal(v.Keepalive, &o.Keepalive); err != nil {
+	if len(keepalive) > 0 && string(keepalive) != "null" {
+		if err := json.Unmarshal(keepalive, &o.Keepalive); err != nil {
 			return Ownership{}, fmt.Errorf("read entry member %q: %w", MemberKeepalive, err)
 		}
 	}

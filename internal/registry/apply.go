@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -21,16 +19,11 @@ type identity struct {
 
 // identityOf reads an entry's identity; ok is false for entries without one.
 func identityOf(raw string) (identity, bool) {
-	var v struct {
-		LeaseID int64 `json:"lease_id"`
-		Meta    struct {
-			AppID string `json:"app_id"`
-		} `json:"meta"`
-	}
-	if err := json.Unmarshal([]byte(raw), &v); err != nil || v.Meta.AppID == "" || v.LeaseID == 0 {
+	f, ok := model.ReadEntryFacts([]byte(raw))
+	if !ok || !f.Identified() {
 		return identity{}, false
 	}
-	return identity{v.Meta.AppID, v.LeaseID}, true
+	return identity{f.AppID, f.LeaseID}, true
 }
 
 // identities caches identityOf by raw value across the attempts of a write:
@@ -84,12 +77,9 @@ type applier struct {
 	size    int
 	limit   int
 	changed bool
-	now     time.Time
 	runDate string
-	// runDateJSON is runDate as a JSON string, for spliceRunDate.
-	runDateJSON string
-	zone        *time.Location
-	known       identities
+	zone    *time.Location
+	known   identities
 	// ids indexes entries by identity; built on first need, since the hot path
 	// (a heartbeat of a canonical key) does not need it.
 	ids map[identity][]string
@@ -107,11 +97,9 @@ func newApplier(r ref, cm *corev1.ConfigMap, limit int, now time.Time, zone *tim
 	for k, v := range cm.BinaryData {
 		size += len(k) + len(v)
 	}
-	runDate := model.FormatRunDate(now, zone)
-	quoted, _ := json.Marshal(runDate)
 	return &applier{
 		ref: r, data: data, size: size, limit: limit,
-		now: now, runDate: runDate, runDateJSON: string(quoted), zone: zone, known: known,
+		runDate: model.FormatRunDate(now, zone), zone: zone, known: known,
 	}
 }
 
@@ -284,13 +272,17 @@ func (a *applier) register(o *op) {
 }
 
 // buildEntry writes r as the library does; over base (an existing entry) it
-// replaces only the members r owns, inside network, kernel and meta too.
+// replaces only the members r owns.
 func buildEntry(base string, r *Registration, leaseID int64, runDate string) (string, error) {
 	methods := make(map[string]bool, len(r.Methods))
 	for _, m := range r.Methods {
 		methods[m] = true
 	}
-	fresh, err := json.Marshal(model.ServiceNode{
+	var prev []byte
+	if base != "" {
+		prev = []byte(base)
+	}
+	b, err := model.BuildEntry(prev, model.ServiceNode{
 		ProtoCount: r.ProtoCount,
 		LeaseID:    leaseID,
 		RunDate:    runDate,
@@ -298,52 +290,11 @@ func buildEntry(base string, r *Registration, leaseID int64, runDate string) (st
 		Network:    r.Network,
 		Kernel:     r.Kernel,
 		Meta:       model.Meta{Env: r.Env, AppID: r.AppID, Version: r.Version},
-	})
-	if err != nil {
-		return "", fmt.Errorf("encode entry: %w", err)
-	}
-	own, err := model.DecodeFields(fresh)
+	}, r.Extra)
 	if err != nil {
 		return "", err
 	}
-	out := own
-	if base != "" {
-		if prev, err := model.DecodeFields([]byte(base)); err == nil {
-			for _, f := range own {
-				switch f.Key {
-				case "network", "kernel", "meta":
-					old, _ := prev.Get(f.Key)
-					prev.Set(f.Key, mergeObject(old, f.Value))
-				default:
-					prev.Set(f.Key, f.Value)
-				}
-			}
-			out = prev
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
-		out.Set(k, r.Extra[k])
-	}
-	return string(out.Bytes()), nil
-}
-
-// mergeObject sets the members of own over old when old is an object.
-func mergeObject(old, own json.RawMessage) json.RawMessage {
-	if old == nil {
-		return own
-	}
-	prev, err := model.DecodeFields(old)
-	if err != nil {
-		return own
-	}
-	fs, err := model.DecodeFields(own)
-	if err != nil {
-		return own
-	}
-	for _, f := range fs {
-		prev.Set(f.Key, f.Value)
-	}
-	return prev.Bytes()
+	return string(b), nil
 }
 
 func (a *applier) heartbeat(o *op) {
@@ -400,13 +351,8 @@ func (a *applier) refreshed(o *op, key string) (refresh, bool) {
 	raw := a.data[key]
 	fresh, node, ok := o.memo.get(key, o.leaseID, raw)
 	if !ok {
-		fresh, ok = spliceRunDate(raw, a.runDateJSON)
-		if !ok {
-			b, err := model.RefreshRunDate([]byte(raw), a.now, a.zone)
-			if err != nil {
-				return refresh{}, false
-			}
-			fresh = string(b)
+		if fresh, ok = model.RefreshEntry(raw, a.runDate); !ok {
+			return refresh{}, false
 		}
 		// Readers skip an entry that does not parse: refreshing it would keep
 		// nothing alive.

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -108,23 +107,20 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 	if !ok {
 		return UpkeepOutcome{}, false
 	}
-	facts, ok := readFacts(raw, a.zone)
+	facts, ok := model.ReadEntryFacts([]byte(raw))
 	if !ok {
 		return UpkeepOutcome{}, false
 	}
-	out := UpkeepOutcome{UpkeepAction: act, AppID: facts.appID, LeaseID: facts.leaseID, RunDate: facts.runDate}
+	runDate := facts.RunDate(a.zone)
+	out := UpkeepOutcome{UpkeepAction: act, AppID: facts.AppID, LeaseID: facts.LeaseID, RunDate: runDate}
 	switch act.Kind {
 	case KeepAlive:
-		if !facts.boundTo(act.PodUID) {
+		if !facts.BoundTo(act.PodUID) {
 			return UpkeepOutcome{}, false
 		}
-		fresh, ok := spliceRunDate(raw, a.runDateJSON)
+		fresh, ok := model.RefreshEntry(raw, a.runDate)
 		if !ok {
-			b, err := model.RefreshRunDate([]byte(raw), a.now, a.zone)
-			if err != nil {
-				return UpkeepOutcome{}, false
-			}
-			fresh = string(b)
+			return UpkeepOutcome{}, false
 		}
 		// As for heartbeats: refreshing an entry readers skip keeps nothing alive.
 		if _, _, err := model.ParseEntry(a.ref.namespace, a.ref.env, act.Key, []byte(fresh), model.ParseOptions{Zone: a.zone}); err != nil {
@@ -132,7 +128,7 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 		}
 		a.set(act.Key, fresh, true)
 	case RemovePodGone:
-		if !facts.boundTo(act.PodUID) {
+		if !facts.BoundTo(act.PodUID) {
 			return UpkeepOutcome{}, false
 		}
 		a.del(act.Key)
@@ -141,7 +137,7 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 			if raw != act.Value {
 				return UpkeepOutcome{}, false
 			}
-		} else if facts.runDate.IsZero() || act.StaleBefore.IsZero() || !facts.runDate.Before(act.StaleBefore) {
+		} else if runDate.IsZero() || act.StaleBefore.IsZero() || !runDate.Before(act.StaleBefore) {
 			return UpkeepOutcome{}, false
 		}
 		a.del(act.Key)
@@ -149,50 +145,4 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 		return UpkeepOutcome{}, false
 	}
 	return out, true
-}
-
-// entryFacts is what upkeep reads of an entry: enough to judge it and to log
-// it, leniently, since stale entries are often old or hand-edited ones.
-type entryFacts struct {
-	appID   string
-	leaseID int64
-	runDate time.Time
-	own     model.Ownership
-	ownOK   bool
-}
-
-// readFacts reads an entry; ok is false when it is not a JSON object.
-func readFacts(raw string, zone *time.Location) (entryFacts, bool) {
-	fields, err := model.DecodeFields([]byte(raw))
-	if err != nil {
-		return entryFacts{}, false
-	}
-	var f entryFacts
-	if v, ok := fields.Get("run_date"); ok {
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			if t, err := model.ParseRunDate(s, zone); err == nil {
-				f.runDate = t
-			}
-		}
-	}
-	if v, ok := fields.Get("lease_id"); ok {
-		_ = json.Unmarshal(v, &f.leaseID)
-	}
-	if v, ok := fields.Get("meta"); ok {
-		var meta struct {
-			AppID string `json:"app_id"`
-		}
-		if json.Unmarshal(v, &meta) == nil {
-			f.appID = meta.AppID
-		}
-	}
-	f.own, err = model.ReadOwnership([]byte(raw))
-	f.ownOK = err == nil
-	return f, true
-}
-
-// boundTo reports whether the entry is kept alive for the pod with uid.
-func (f entryFacts) boundTo(uid string) bool {
-	return uid != "" && f.ownOK && f.own.PodBound() && f.own.RegisteredBy.Pod.UID == uid
 }

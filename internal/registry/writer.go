@@ -165,10 +165,6 @@ type Result struct {
 	HeartbeatInterval time.Duration
 }
 
-// ownedMembers are the entry members a registration writes; anything else in
-// an existing entry belongs to another writer and is kept.
-var ownedMembers = []string{"proto_count", "lease_id", "run_date", "methods", "network", "kernel", "meta"}
-
 func (r *Registration) validate() error {
 	if err := validateTarget(r.Namespace, r.Env, r.AppID); err != nil {
 		return err
@@ -182,7 +178,7 @@ func (r *Registration) validate() error {
 		}
 	}
 	for k, v := range r.Extra {
-		if k == "" || slices.Contains(ownedMembers, k) {
+		if k == "" || model.IsLibraryMember(k) {
 			return model.Errorf(model.CodeInvalid, "extra member %q is empty or one of the entry's own members", k)
 		}
 		if !json.Valid(v) {

@@ -10,7 +10,6 @@ package upkeep
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -347,37 +346,20 @@ func scan(cm *corev1.ConfigMap, zone *time.Location) []entry {
 	out := make([]entry, 0, len(cm.Data))
 	for key, raw := range cm.Data {
 		e := entry{namespace: cm.Namespace, env: env, key: key, raw: raw}
-		e.runDate = runDateOf(raw, zone)
-		if own, err := model.ReadOwnership([]byte(raw)); err == nil && own.PodBound() {
-			e.pod = own.RegisteredBy.Pod
-			e.podNamespace = own.RegisteredBy.Namespace
-			if e.podNamespace == "" {
-				e.podNamespace = cm.Namespace
+		// An entry that is not a JSON object has no run_date and no pod.
+		if facts, ok := model.ReadEntryFacts([]byte(raw)); ok {
+			e.runDate = facts.RunDate(zone)
+			if own, err := facts.Ownership(); err == nil && own.PodBound() {
+				e.pod = own.RegisteredBy.Pod
+				e.podNamespace = own.RegisteredBy.Namespace
+				if e.podNamespace == "" {
+					e.podNamespace = cm.Namespace
+				}
 			}
 		}
 		out = append(out, e)
 	}
 	return out
-}
-
-func runDateOf(raw string, zone *time.Location) time.Time {
-	fields, err := model.DecodeFields([]byte(raw))
-	if err != nil {
-		return time.Time{}
-	}
-	v, ok := fields.Get("run_date")
-	if !ok {
-		return time.Time{}
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return time.Time{}
-	}
-	t, err := model.ParseRunDate(s, zone)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }
 
 // target is one registry ConfigMap.

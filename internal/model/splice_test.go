@@ -1,27 +1,30 @@
-package registry
+package model
 
 import (
 	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/acme/registry-api/internal/model"
+	"time"
 )
 
-const newDate = `"2026-11-26 12:24:22"`
+// newDate is the run_date spliced in, and quotedDate its JSON.
+const (
+	newDate    = `2026-11-26 12:24:22`
+	quotedDate = `"` + newDate + `"`
+)
 
 func TestSpliceRunDate(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, want string
 		ok             bool
 	}{
-		{"library entry", libraryUserService, "", true},
+		{"library entry", fixtureEntry1, "", true},
 		{"white space kept", `{ "a" : [1, {"run_date":"x"}] , "run_date" : "old" , "b":{} }`,
-			`{ "a" : [1, {"run_date":"x"}] , "run_date" : ` + newDate + ` , "b":{} }`, true},
+			`{ "a" : [1, {"run_date":"x"}] , "run_date" : ` + quotedDate + ` , "b":{} }`, true},
 		{"nested only", `{"meta":{"run_date":"old"}}`, "", false},
 		{"name as a value", `{"a":"run_date","b":1}`, "", false},
-		{"escaped quotes", `{"a":"x\"run_date\":\"y","run_date":"old\"q"}`, `{"a":"x\"run_date\":\"y","run_date":` + newDate + `}`, true},
+		{"escaped quotes", `{"a":"x\"run_date\":\"y","run_date":"old\"q"}`, `{"a":"x\"run_date\":\"y","run_date":` + quotedDate + `}`, true},
 		{"not a string", `{"run_date":1700000000}`, "", false},
 		{"not an object", `["run_date","old"]`, "", false},
 		{"truncated", `{"run_date":"old`, "", false},
@@ -39,21 +42,21 @@ func TestSpliceRunDate(t *testing.T) {
 			}
 		})
 	}
-	got, _ := spliceRunDate(libraryUserService, newDate)
-	want, err := model.RefreshRunDate([]byte(libraryUserService), t0, nil)
+	got, _ := spliceRunDate(fixtureEntry1, newDate)
+	want, err := RefreshRunDate([]byte(fixtureEntry1), time.Date(2026, 11, 26, 12, 24, 22, 0, time.UTC), nil)
 	if err != nil || got != string(want) {
-		t.Errorf("splice and model.RefreshRunDate differ on a library entry:\n%s\n%s", got, want)
+		t.Errorf("splice and RefreshRunDate differ on a library entry:\n%s\n%s", got, want)
 	}
 }
 
 // FuzzSpliceRunDate checks that on valid JSON the splice changes exactly the
 // top-level run_date, and finds it whenever it is a string.
 func FuzzSpliceRunDate(f *testing.F) {
-	for _, s := range []string{libraryUserService, `{"a":{"run_date":"x"},"run_date":"y"}`, `{"run_date":null}`, `{}`, `{"b":"\\","run_date":"z"}`, `{"run_date":"a","x":1,"run_date":"b"}`} {
+	for _, s := range []string{fixtureEntry1, `{"a":{"run_date":"x"},"run_date":"y"}`, `{"run_date":null}`, `{}`, `{"b":"\\","run_date":"z"}`, `{"run_date":"a","x":1,"run_date":"b"}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		fields, err := model.DecodeFields([]byte(in))
+		fields, err := DecodeFields([]byte(in))
 		out, ok := spliceRunDate(in, newDate)
 		if err != nil {
 			return // not an object: the caller falls back, whatever ok says
@@ -67,11 +70,11 @@ func FuzzSpliceRunDate(f *testing.F) {
 		if !ok {
 			return
 		}
-		got, err := model.DecodeFields([]byte(out))
+		got, err := DecodeFields([]byte(out))
 		if err != nil {
 			t.Fatalf("splice of %s made invalid JSON %s: %v", in, out, err)
 		}
-		fields.Set("run_date", json.RawMessage(newDate))
+		fields.Set("run_date", json.RawMessage(quotedDate))
 		if !bytes.Equal(got.Bytes(), fields.Bytes()) {
 			t.Fatalf("splice of %s = %s, want %s", in, got.Bytes(), fields.Bytes())
 		}
