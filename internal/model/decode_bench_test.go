@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,5 +43,47 @@ func BenchmarkParseEntry(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkReadEntryFacts reads the identity of one entry, as a writer does
+// for every entry of a ConfigMap when it indexes them; encoding-json is the
+// struct decode it replaced.
+func BenchmarkReadEntryFacts(b *testing.B) {
+	raw := benchEntry()
+	b.Run("codec", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if f, ok := model.ReadEntryFacts(raw); !ok || !f.Identified() {
+				b.Fatal("ReadEntryFacts: not identified")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var v struct {
+				LeaseID int64 `json:"lease_id"`
+				Meta    struct {
+					AppID string `json:"app_id"`
+				} `json:"meta"`
+			}
+			if err := json.Unmarshal(raw, &v); err != nil || v.LeaseID == 0 {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRefreshEntry rewrites one entry's run_date: a heartbeat.
+func BenchmarkRefreshEntry(b *testing.B) {
+	raw := string(benchEntry())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := model.RefreshEntry(raw, "2026-11-27 08:00:05"); !ok {
+			b.Fatal("RefreshEntry: not ok")
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package model holds the registry's vocabulary: the wire format shared with
-// the Go registry library, the rules that decide whether an entry is valid and
-// alive, and the immutable index that readers query.
+// the Go registry library and its one codec (entry.go, decode.go), the rules
+// that decide whether an entry is valid and alive, and the immutable index
+// that readers query.
 package model
 
 import (
