@@ -83,7 +83,14 @@ func loadConfig() (Config, error) {
 	return cfg, cfg.validate()
 }
 
+// validate checks c; resolve derives its values, checking them too.
 func (c *Config) validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+// check checks what needs no deriving.
+func (c *Config) check() error {
 	switch c.Store {
 	case "kube", "memory":
 	default:
@@ -119,15 +126,9 @@ func (c *Config) validate() error {
 	if c.LogLineBytes != 0 && c.LogLineBytes < minLogLineBytes {
 		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: must be at least %d", c.LogLineBytes, minLogLineBytes)
 	}
-	if _, err := time.LoadLocation(c.RunDateZone); err != nil {
-		return fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
-	}
 	// 0, a Config built in code, means model.DefaultMaxClockSkew.
 	if c.MaxClockSkew < 0 {
 		return fmt.Errorf("REGISTRY_MAX_CLOCK_SKEW=%s: must not be negative", c.MaxClockSkew)
-	}
-	if _, err := c.writeNamespace(); err != nil {
-		return err
 	}
 	if c.MaxFollowers < 0 {
 		return fmt.Errorf("REGISTRY_MAX_FOLLOWERS=%d: must not be negative", c.MaxFollowers)
@@ -148,9 +149,6 @@ func (c *Config) validate() error {
 
 // validateRouting checks the export's and the route sync's settings.
 func (c *Config) validateRouting() error {
-	if _, err := c.gateway(); err != nil {
-		return err
-	}
 	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
 		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", h)
 	}
@@ -213,9 +211,6 @@ func (c *Config) validateAuth() error {
 	default:
 		return fmt.Errorf("REGISTRY_AUTH=%q: want kubernetes or none", c.Auth)
 	}
-	if _, err := auth.ParseSubjects(c.AdminSubjects); err != nil {
-		return fmt.Errorf("REGISTRY_ADMIN_SUBJECTS: %w", err)
-	}
 	// 0, a Config built in code, means GC off and the lease defaults.
 	if c.GCAfter < 0 {
 		return fmt.Errorf("REGISTRY_GC_AFTER=%s: must not be negative (0 disables GC)", c.GCAfter)
@@ -255,7 +250,7 @@ type settings struct {
 
 // resolve checks c and derives its values.
 func (c Config) resolve() (settings, error) {
-	if err := c.validate(); err != nil {
+	if err := c.check(); err != nil {
 		return settings{}, err
 	}
 	s := settings{Config: c}
