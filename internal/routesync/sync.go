@@ -45,6 +45,9 @@ const FieldManager = "registry-api"
 // A redeploy replaces every pod within a minute or two.
 const DefaultGrace = 5 * time.Minute
 
+// retryDiscovery spaces attempts while discovery has never answered.
+const retryDiscovery = 5 * time.Second
+
 // Kind is one kind of object the sync manages.
 type Kind struct {
 	// Name is the kind, as in an object's "kind".
@@ -190,17 +193,21 @@ func (s *Syncer) Status() []KindStatus {
 // reports the same status.
 func (s *Syncer) Discover(ctx context.Context) {
 	for {
-		s.discover()
+		wait := s.o.Resync
+		if s.discover() == nil {
+			wait = min(wait, retryDiscovery)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.o.Resync):
+		case <-time.After(wait):
 		}
 	}
 }
 
-// discover refreshes Status. A failed discovery keeps the last answer: a
-// kind is not declared gone because the API server did not answer.
+// discover refreshes Status. A failed discovery keeps the last answer (nil
+// before the first): a kind is not declared gone, or absent, because the API
+// server did not answer.
 func (s *Syncer) discover() []KindStatus {
 	byGroupVersion := map[schema.GroupVersion]map[string]bool{}
 	out := make([]KindStatus, len(s.o.Kinds))
@@ -220,10 +227,7 @@ func (s *Syncer) discover() []KindStatus {
 				served = map[string]bool{}
 			default:
 				s.o.Log.Warn().Err(err).Str("group_version", gv.String()).Msg("route sync: discovery failed; keeping what it last found")
-				if prev != nil {
-					return prev
-				}
-				served = map[string]bool{}
+				return prev
 			}
 			byGroupVersion[gv] = served
 		}
@@ -302,6 +306,10 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	status := s.Status()
 	if status == nil || now.Sub(s.checked) >= s.o.Resync {
 		status = s.discover()
+	}
+	if status == nil {
+		// Which kinds are served is not known yet.
+		return now.Add(retryDiscovery)
 	}
 	desired, next, err := s.desired(snap, now)
 	if err != nil {

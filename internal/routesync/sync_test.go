@@ -2,6 +2,7 @@ package routesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -338,4 +339,25 @@ func TestSyncLeavesAKindTheServerDoesNotServe(t *testing.T) {
 	if got := testutil.ToFloat64(h.syncer.m.served.WithLabelValues("Route")); got != 0 {
 		t.Errorf("served = %v, want 0", got)
 	}
+}
+
+// A discovery that fails before any answer says nothing of the kinds: the
+// sync neither writes nor declares them unserved, and tries again.
+func TestSyncWaitsForAFirstDiscovery(t *testing.T) {
+	h := newHarness(t, true)
+	failing := true
+	h.disco.PrependReactor("get", "resource", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if failing {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	reg := (&registry{}).add("user-service", "/user.v1.Users/Get", t0)
+	h.at(t0, reg)
+	if h.writes() != 0 || h.syncer.Status() != nil {
+		t.Fatalf("after a failed first discovery: %d writes, status %v", h.writes(), h.syncer.Status())
+	}
+	failing = false
+	h.at(t0.Add(time.Second), reg)
+	h.want("once discovery answers", "shop/prod.user-service: /user.v1.Users/Get")
 }
