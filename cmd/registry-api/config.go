@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/caarlos0/env/v11"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
@@ -21,66 +22,121 @@ import (
 )
 
 // envPrefix starts every configuration variable.
-const envPrefix = "REGISTRY"
+const envPrefix = "REGISTRY_"
 
 // Config is the whole configuration of the service. Its defaults are those of
 // a cluster deployment; `make run` sets the memory store.
 type Config struct {
-	Addr             string        `default:":8080" desc:"listen address"`
-	Store            string        `default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
-	Seed             string        `desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive    bool          `split_words:"true" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
-	Namespaces       []string      `default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
-	PollInterval     time.Duration `split_words:"true" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
-	TTL              time.Duration `envconfig:"TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
-	RunDateZone      string        `split_words:"true" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
-	MaxClockSkew     time.Duration `split_words:"true" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
-	LogLevel         string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat        string        `split_words:"true" default:"json" desc:"json or console"`
-	ShutdownTimeout  time.Duration `split_words:"true" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
-	MaxInFlight      int           `split_words:"true" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
-	BodyReadTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
-	MaxBodyBytes     int64         `split_words:"true" default:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
-	LogLineBytes     int           `split_words:"true" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
-	LogFlushInterval time.Duration `split_words:"true" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
-	Kubeconfig       string        `envconfig:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
+	Addr             string        `env:"ADDR" envDefault:":8080" desc:"listen address"`
+	Store            string        `env:"STORE" envDefault:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
+	Seed             string        `env:"SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
+	SeedKeepalive    bool          `env:"SEED_KEEPALIVE" envDefault:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	Namespaces       []string      `env:"NAMESPACES" envDefault:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
+	PollInterval     time.Duration `env:"POLL_INTERVAL" envDefault:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
+	TTL              time.Duration `env:"TTL" envDefault:"10s" desc:"a node is alive while now - run_date <= TTL"`
+	RunDateZone      string        `env:"RUN_DATE_ZONE" envDefault:"UTC" desc:"time zone in which run_date values without a zone are read"`
+	MaxClockSkew     time.Duration `env:"MAX_CLOCK_SKEW" envDefault:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info" desc:"debug, info, warn or error"`
+	LogFormat        string        `env:"LOG_FORMAT" envDefault:"json" desc:"json or console"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	MaxInFlight      int           `env:"MAX_IN_FLIGHT" envDefault:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
+	BodyReadTimeout  time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	MaxBodyBytes     int64         `env:"MAX_BODY_BYTES" envDefault:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
+	LogLineBytes     int           `env:"LOG_LINE_BYTES" envDefault:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
+	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
+	Kubeconfig       string        `env:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
 
-	ReadOnly          bool          `split_words:"true" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
-	WriteNamespace    string        `split_words:"true" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
-	WriteBatchWindow  time.Duration `split_words:"true" default:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
-	MaxConfigMapBytes int           `envconfig:"MAX_CONFIGMAP_BYTES" default:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
+	ReadOnly          bool          `env:"READ_ONLY" envDefault:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
+	WriteNamespace    string        `env:"WRITE_NAMESPACE" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
+	WriteBatchWindow  time.Duration `env:"WRITE_BATCH_WINDOW" envDefault:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
+	MaxConfigMapBytes int           `env:"MAX_CONFIGMAP_BYTES" envDefault:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
 
-	Auth           string   `desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
-	TokenAudiences []string `split_words:"true" default:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
-	AdminSubjects  []string `split_words:"true" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
-	ReadAuth       bool     `split_words:"true" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
+	Auth           string   `env:"AUTH" desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
+	TokenAudiences []string `env:"TOKEN_AUDIENCES" envDefault:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
+	AdminSubjects  []string `env:"ADMIN_SUBJECTS" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
+	ReadAuth       bool     `env:"READ_AUTH" envDefault:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
-	MaxFollowers int `split_words:"true" default:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
+	MaxFollowers int `env:"MAX_FOLLOWERS" envDefault:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
-	GCAfter            time.Duration `envconfig:"GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
-	LeaseName          string        `split_words:"true" default:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
-	LeaseNamespace     string        `split_words:"true" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
-	LeaseDuration      time.Duration `split_words:"true" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaseRenewDeadline time.Duration `split_words:"true" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaseRetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
+	GCAfter            time.Duration `env:"GC_AFTER" envDefault:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	LeaseName          string        `env:"LEASE_NAME" envDefault:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
+	LeaseNamespace     string        `env:"LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaseDuration      time.Duration `env:"LEASE_DURATION" envDefault:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
+	LeaseRenewDeadline time.Duration `env:"LEASE_RENEW_DEADLINE" envDefault:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
+	LeaseRetryPeriod   time.Duration `env:"LEASE_RETRY_PERIOD" envDefault:"2s" desc:"interval between attempts to acquire or renew the lease"`
 
-	Gateway            string        `desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
-	IstioVersionHeader string        `split_words:"true" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
-	SyncGRPCRoutes     bool          `envconfig:"SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
-	SyncIstio          bool          `split_words:"true" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
-	SyncGrace          time.Duration `split_words:"true" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
+	Gateway            string        `env:"GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `env:"ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	SyncGRPCRoutes     bool          `env:"SYNC_GRPCROUTES" envDefault:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
+	SyncIstio          bool          `env:"SYNC_ISTIO" envDefault:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
+	SyncGrace          time.Duration `env:"SYNC_GRACE" envDefault:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
-	OnListen func(net.Addr) `ignored:"true"`
+	OnListen func(net.Addr) `env:"-"`
 }
 
-// loadConfig reads the configuration from REGISTRY_* variables.
-func loadConfig() (Config, error) {
+// loadConfig reads the configuration from the REGISTRY_* variables that
+// getenv answers. An empty value counts as unset, as with os.Getenv: the
+// variable keeps its default. Only the REGISTRY_ names are read, so a stray
+// TTL or GC_AFTER in a pod's environment changes nothing.
+func loadConfig(getenv func(string) string) (Config, error) {
+	vars := configVars()
+	// Non-nil even when empty: with a nil map the library would read the
+	// process environment instead.
+	environment := make(map[string]string, len(vars))
+	for _, v := range vars {
+		if value := getenv(v.key); value != "" {
+			environment[v.key] = value
+		}
+	}
 	var cfg Config
-	if err := envconfig.Process(envPrefix, &cfg); err != nil {
-		return Config{}, fmt.Errorf("read configuration: %w", err)
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: environment}); err != nil {
+		return Config{}, namedParseErrors(err, vars, environment)
 	}
 	return cfg, cfg.validate()
+}
+
+// configVar is one variable of Config, as its field's tags declare it.
+type configVar struct {
+	field, key, def, meaning string
+}
+
+// configVars lists Config's variables in the order they are declared.
+func configVars() []configVar {
+	t := reflect.TypeFor[Config]()
+	vars := make([]configVar, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name := f.Tag.Get("env"); name != "" && name != "-" {
+			vars = append(vars, configVar{field: f.Name, key: envPrefix + name, def: f.Tag.Get("envDefault"), meaning: f.Tag.Get("desc")})
+		}
+	}
+	return vars
+}
+
+// namedParseErrors says which variable held each value that did not parse;
+// the library names only the Go field.
+func namedParseErrors(err error, vars []configVar, environment map[string]string) error {
+	var all env.AggregateError
+	if !errors.As(err, &all) {
+		return fmt.Errorf("read configuration: %w", err)
+	}
+	named := make([]error, 0, len(all.Errors))
+	for _, e := range all.Errors {
+		var parse env.ParseError
+		if !errors.As(e, &parse) {
+			named = append(named, e)
+			continue
+		}
+		i := slices.IndexFunc(vars, func(v configVar) bool { return v.field == parse.Name })
+		if i < 0 {
+			named = append(named, e)
+			continue
+		}
+		key := vars[i].key
+		named = append(named, fmt.Errorf("%s=%q: %w", key, environment[key], parse.Err))
+	}
+	return errors.Join(named...)
 }
 
 // validate checks c; resolve derives its values, checking them too.
@@ -341,8 +397,8 @@ func printUsage(w io.Writer) error {
 	const format = `{{range .}}  {{usage_key .}}	{{usage_default .}}	{{usage_description .}}
 {{end}}`
 	fmt.Fprintln(tw, "  VARIABLE\tDEFAULT\tMEANING")
-	if err := envconfig.Usagef(envPrefix, &Config{}, tw, format); err != nil {
-		return err
+	for _, v := range configVars() {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.key, v.def, v.meaning)
 	}
 	return tw.Flush()
 }

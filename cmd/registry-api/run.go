@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, version)
 		return nil
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
@@ -250,14 +250,17 @@ func openStore(ctx context.Context, cfg settings, getenv func(string) string, lo
 // kubeconfig file. With neither, it refuses to start rather than serve an
 // empty registry.
 func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
-	if getenv("KUBERNETES_SERVICE_HOST") != "" && cfg.Kubeconfig == "" {
+	path := cfg.Kubeconfig
+	if path == "" {
+		path = getenv("KUBECONFIG")
+	}
+	if getenv("KUBERNETES_SERVICE_HOST") != "" && path == "" {
 		c, err := rest.InClusterConfig()
 		if err != nil {
 			return nil, fmt.Errorf("in-cluster kubernetes config: %w", err)
 		}
 		return c, nil
 	}
-	path := cfg.Kubeconfig
 	if path == "" {
 		if home := getenv("HOME"); home != "" {
 			path = filepath.Join(home, ".kube", "config")
