@@ -91,3 +91,12 @@ func mustMetric(t *testing.T, base, name string, labels ...string) float64 {
 	}
 	return v
 }
+
+// envOf is a getenv that answers the given name, value pairs and nothing else.
+func envOf(kv ...string) func(string) string {
+	vars := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		vars[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return vars[k] }
+}

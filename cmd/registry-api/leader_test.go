@@ -13,13 +13,7 @@ import (
 )
 
 func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
-	for _, k := range []string{"REGISTRY_STORE", "REGISTRY_AUTH", "REGISTRY_TOKEN_AUDIENCES", "REGISTRY_ADMIN_SUBJECTS", "REGISTRY_READ_AUTH",
-		"REGISTRY_GC_AFTER", "REGISTRY_LEASE_NAME", "REGISTRY_LEASE_NAMESPACE", "REGISTRY_LEASE_DURATION",
-		"REGISTRY_LEASE_RENEW_DEADLINE", "REGISTRY_LEASE_RETRY_PERIOD", "REGISTRY_SEED"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(envOf())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,42 +25,32 @@ func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
 		t.Errorf("upkeep defaults: %+v", cfg)
 	}
 
-	t.Setenv("REGISTRY_STORE", "memory")
-	if cfg, err = loadConfig(); err != nil || cfg.authMode() != authNone {
+	if cfg, err = loadConfig(envOf("REGISTRY_STORE", "memory")); err != nil || cfg.authMode() != authNone {
 		t.Errorf("memory store: auth %s, %v; want none", cfg.authMode(), err)
 	}
 
-	t.Setenv("REGISTRY_STORE", "kube")
-	t.Setenv("REGISTRY_ADMIN_SUBJECTS", "system:serviceaccount:ops:registrar, group:registry-admins")
-	t.Setenv("REGISTRY_TOKEN_AUDIENCES", "registry-api,registry.example.com")
-	t.Setenv("REGISTRY_READ_AUTH", "true")
-	t.Setenv("REGISTRY_GC_AFTER", "0")
-	t.Setenv("REGISTRY_LEASE_DURATION", "4s")
-	t.Setenv("REGISTRY_LEASE_RENEW_DEADLINE", "2s")
-	t.Setenv("REGISTRY_LEASE_RETRY_PERIOD", "500ms")
-	if cfg, err = loadConfig(); err != nil {
+	set := []string{
+		"REGISTRY_STORE", "kube",
+		"REGISTRY_ADMIN_SUBJECTS", "system:serviceaccount:ops:registrar, group:registry-admins",
+		"REGISTRY_TOKEN_AUDIENCES", "registry-api,registry.example.com",
+		"REGISTRY_READ_AUTH", "true",
+		"REGISTRY_GC_AFTER", "0",
+		"REGISTRY_LEASE_DURATION", "4s",
+		"REGISTRY_LEASE_RENEW_DEADLINE", "2s",
+		"REGISTRY_LEASE_RETRY_PERIOD", "500ms",
+	}
+	if cfg, err = loadConfig(envOf(set...)); err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.AdminSubjects) != 2 || len(cfg.TokenAudiences) != 2 || !cfg.ReadAuth || cfg.GCAfter != 0 || cfg.LeaseDuration != 4*time.Second {
 		t.Errorf("set: %+v", cfg)
 	}
-	t.Setenv("REGISTRY_AUTH", "none")
-	if _, err := loadConfig(); err == nil {
+	if _, err := loadConfig(envOf(append(set, "REGISTRY_AUTH", "none")...)); err == nil {
 		t.Error("REGISTRY_READ_AUTH=true with REGISTRY_AUTH=none was accepted")
 	}
 }
 
 func TestLeaseNamespace(t *testing.T) {
-	env := func(kv ...string) func(string) string {
-		return func(k string) string {
-			for i := 0; i+1 < len(kv); i += 2 {
-				if kv[i] == k {
-					return kv[i+1]
-				}
-			}
-			return ""
-		}
-	}
 	for _, tc := range []struct {
 		namespaces []string
 		lease      string
@@ -74,11 +58,11 @@ func TestLeaseNamespace(t *testing.T) {
 		want       string
 		ok         bool
 	}{
-		{[]string{"firefly", "shop"}, "", env(), "firefly", true},
-		{[]string{"firefly"}, "", env("POD_NAMESPACE", "registry"), "registry", true},
-		{[]string{"firefly"}, "ops", env("POD_NAMESPACE", "registry"), "ops", true},
-		{[]string{"*"}, "", env("POD_NAMESPACE", "registry"), "registry", true},
-		{[]string{"*"}, "", env(), "", false},
+		{[]string{"firefly", "shop"}, "", envOf(), "firefly", true},
+		{[]string{"firefly"}, "", envOf("POD_NAMESPACE", "registry"), "registry", true},
+		{[]string{"firefly"}, "ops", envOf("POD_NAMESPACE", "registry"), "ops", true},
+		{[]string{"*"}, "", envOf("POD_NAMESPACE", "registry"), "registry", true},
+		{[]string{"*"}, "", envOf(), "", false},
 	} {
 		cfg := Config{Namespaces: tc.namespaces, LeaseNamespace: tc.lease}
 		namespaces, err := cfg.watchedNamespaces()
@@ -90,11 +74,11 @@ func TestLeaseNamespace(t *testing.T) {
 			t.Errorf("%+v: lease namespace %q, %v; want %q, %v", tc, got, ok, tc.want, tc.ok)
 		}
 	}
-	id1, err := leaderIdentity(env("POD_NAME", "registry-api-7c9d"))
+	id1, err := leaderIdentity(envOf("POD_NAME", "registry-api-7c9d"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id2, _ := leaderIdentity(env("POD_NAME", "registry-api-7c9d"))
+	id2, _ := leaderIdentity(envOf("POD_NAME", "registry-api-7c9d"))
 	if id1 == id2 || len(id1) <= len("registry-api-7c9d_") || id1[:len("registry-api-7c9d_")] != "registry-api-7c9d_" {
 		t.Errorf("identities %q and %q: want the pod name and a suffix of their own", id1, id2)
 	}

@@ -172,11 +172,12 @@ func TestREADMEShellBlocks(t *testing.T) {
 	}
 
 	// What `make run` sets; everything else keeps its default.
-	t.Setenv("REGISTRY_ADDR", "127.0.0.1:0")
-	t.Setenv("REGISTRY_STORE", "memory")
-	t.Setenv("REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"))
-	t.Setenv("REGISTRY_SEED_KEEPALIVE", "true")
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(envOf(
+		"REGISTRY_ADDR", "127.0.0.1:0",
+		"REGISTRY_STORE", "memory",
+		"REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"),
+		"REGISTRY_SEED_KEEPALIVE", "true",
+	))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -528,25 +528,22 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestLoadConfigWritePathDefaults(t *testing.T) {
-	for _, k := range []string{"REGISTRY_READ_ONLY", "REGISTRY_WRITE_NAMESPACE", "REGISTRY_WRITE_BATCH_WINDOW", "REGISTRY_MAX_CONFIGMAP_BYTES", "MAX_CONFIGMAP_BYTES"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(envOf())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.ReadOnly || cfg.WriteBatchWindow != 100*time.Millisecond || cfg.MaxConfigMapBytes != 921600 {
 		t.Errorf("defaults: read-only %v, batch window %s, max bytes %d", cfg.ReadOnly, cfg.WriteBatchWindow, cfg.MaxConfigMapBytes)
 	}
-	t.Setenv("REGISTRY_READ_ONLY", "true")
-	t.Setenv("REGISTRY_WRITE_BATCH_WINDOW", "0s")
-	t.Setenv("REGISTRY_MAX_CONFIGMAP_BYTES", "4096")
-	if cfg, err = loadConfig(); err != nil || !cfg.ReadOnly || cfg.WriteBatchWindow != 0 || cfg.MaxConfigMapBytes != 4096 {
+	cfg, err = loadConfig(envOf(
+		"REGISTRY_READ_ONLY", "true",
+		"REGISTRY_WRITE_BATCH_WINDOW", "0s",
+		"REGISTRY_MAX_CONFIGMAP_BYTES", "4096",
+	))
+	if err != nil || !cfg.ReadOnly || cfg.WriteBatchWindow != 0 || cfg.MaxConfigMapBytes != 4096 {
 		t.Errorf("set: %+v, %v", cfg, err)
 	}
-	t.Setenv("REGISTRY_MAX_CONFIGMAP_BYTES", "2000000")
-	if _, err := loadConfig(); err == nil || !strings.Contains(err.Error(), "REGISTRY_MAX_CONFIGMAP_BYTES") {
+	if _, err := loadConfig(envOf("REGISTRY_MAX_CONFIGMAP_BYTES", "2000000")); err == nil || !strings.Contains(err.Error(), "REGISTRY_MAX_CONFIGMAP_BYTES") {
 		t.Errorf("2000000 bytes: %v", err)
 	}
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigReadsOnlyGetenv(t *testing.T) {
+	// The process environment says otherwise; loadConfig must not look.
+	t.Setenv("REGISTRY_TTL", "3s")
+	cfg, err := loadConfig(envOf(
+		"TTL", "1s", // the library's old fallback names are not read
+		"GC_AFTER", "1m",
+		"REGISTRY_LOG_LEVEL", "", // empty means unset: the default stays
+		"REGISTRY_POLL_INTERVAL", "500ms",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TTL != 10*time.Second || cfg.GCAfter != 15*time.Minute {
+		t.Errorf("TTL %s, GC after %s: read from outside getenv's REGISTRY_ names", cfg.TTL, cfg.GCAfter)
+	}
+	if cfg.LogLevel != "info" || cfg.PollInterval != 500*time.Millisecond {
+		t.Errorf("log level %q, poll interval %s; want info, 500ms", cfg.LogLevel, cfg.PollInterval)
+	}
+}
+
+func TestLoadConfigNamesTheBadVariable(t *testing.T) {
+	for name, value := range map[string]string{
+		"REGISTRY_TTL":            "ten seconds",
+		"REGISTRY_READ_ONLY":      "maybe",
+		"REGISTRY_MAX_IN_FLIGHT":  "many",
+		"REGISTRY_MAX_BODY_BYTES": "1e9",
+	} {
+		_, err := loadConfig(envOf(name, value))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: %v; want an error naming the variable", name, value, err)
+		}
+	}
+}
+
+func TestKubeconfigFallsBackToKUBECONFIG(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config")
+	kubeconfig := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://plain-kubeconfig.example:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Inside a pod, a KUBECONFIG still wins over the in-cluster config.
+	c, err := kubeConfig(Config{}, envOf("KUBECONFIG", path, "KUBERNETES_SERVICE_HOST", "10.0.0.1", "HOME", dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Host != "https://plain-kubeconfig.example:6443" {
+		t.Errorf("host %q: KUBECONFIG was not read", c.Host)
+	}
+}
+
+// TestREADMEConfigTableIsComplete checks that the README's configuration
+// table lists every variable the binary reads, and only those, with the
+// binary's defaults.
+func TestREADMEConfigTableIsComplete(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(REGISTRY_[A-Z_]+)`[^|]*\\|([^|]*)\\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = strings.TrimSpace(m[2])
+	}
+	for _, v := range configVars() {
+		got, ok := documented[v.key]
+		if !ok {
+			t.Errorf("README's configuration table lacks %s", v.key)
+			continue
+		}
+		delete(documented, v.key)
+		if v.def != "" && !strings.HasPrefix(got, "`"+v.def+"`") {
+			t.Errorf("README gives %s the default %q; the binary's is %q", v.key, got, v.def)
+		}
+	}
+	for name := range documented {
+		t.Errorf("README's configuration table lists %s, which the binary does not read", name)
+	}
+}
