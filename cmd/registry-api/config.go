@@ -394,8 +394,6 @@ func printUsage(w io.Writer) error {
 	fmt.Fprintln(w, "  --version  print the version and exit")
 	fmt.Fprintln(w, "\nConfiguration, from the environment:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	const format = `{{range .}}  {{usage_key .}}	{{usage_default .}}	{{usage_description .}}
-{{end}}`
 	fmt.Fprintln(tw, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, v := range configVars() {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.key, v.def, v.meaning)
