@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +22,12 @@ import (
 func TestContention(t *testing.T) {
 	for _, window := range []time.Duration{0, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("window=%s", window), func(t *testing.T) {
-			runContentionScenario(t, newMemory(t), "firefly", window)
+			// On the memory store the scenario runs in fake time: the
+			// windows, backoffs and the library's ticks cost no wall time.
+			// Against an API server (integration tests) it cannot.
+			synctest.Test(t, func(t *testing.T) {
+				runContentionScenario(t, newMemory(t), "firefly", window, bubbleClock())
+			})
 		})
 	}
 }
@@ -32,8 +38,9 @@ func TestContention(t *testing.T) {
 // ConfigMap must end up holding exactly the kept registrations and the
 // library's last writes: nothing lost, nothing resurrected. st may be any
 // store; with an API server, namespace ns must exist. Every run uses an env
-// of its own, so runs against a shared server do not see each other.
-func runContentionScenario(t *testing.T, st store.Store, ns string, window time.Duration) {
+// of its own, so runs against a shared server do not see each other. now is
+// the writer's clock.
+func runContentionScenario(t *testing.T, st store.Store, ns string, window time.Duration, now func() time.Time) {
 	t.Helper()
 	const (
 		clients    = 50
@@ -46,7 +53,7 @@ func runContentionScenario(t *testing.T, st store.Store, ns string, window time.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	w, err := New(Options{Store: st, BatchWindow: window})
+	w, err := New(Options{Store: st, BatchWindow: window, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,40 +99,46 @@ func TestGuardsSeeTheEntryTheyProtect(t *testing.T) {
 // A refused operation is answered alone; the others of its write go ahead in
 // the same Update.
 func TestRefusedOperationLeavesTheBatchAlone(t *testing.T) {
-	mem := newMemory(t, configMap("firefly", "prod", map[string]string{
-		"user-service.1": libraryEntry(t, "prod", "user-service", 1, t0),
-		"user-service.2": libraryEntry(t, "prod", "user-service", 2, t0),
-	}))
-	cs := &countingStore{Store: mem}
-	reg := prometheus.NewRegistry()
-	now := t0.Add(time.Minute)
-	w := newWriter(t, Options{Store: cs, Now: fixedClock(now), BatchWindow: 50 * time.Millisecond, Registerer: reg})
-	refuse := func([]byte) error { return errRefused }
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Go(func() { _, errs[0] = w.Heartbeat(t.Context(), "firefly", "prod", "user-service", 1, refuse) })
-	wg.Go(func() { _, errs[1] = w.Heartbeat(t.Context(), "firefly", "prod", "user-service", 2) })
-	wg.Go(func() { _, errs[2] = w.Register(t.Context(), userService(3), refuse) })
-	wg.Wait()
-	if !errors.Is(errs[0], errRefused) || errs[1] != nil || !errors.Is(errs[2], errRefused) {
-		t.Fatalf("errors %v", errs)
-	}
-	if n := cs.updates.Load(); n != 1 {
-		t.Errorf("%d updates, want 1", n)
-	}
-	data := getData(t, mem, "firefly", "prod")
-	if data["user-service.1"] != libraryEntry(t, "prod", "user-service", 1, t0) {
-		t.Error("the refused heartbeat was written")
-	}
-	if data["user-service.2"] != libraryEntry(t, "prod", "user-service", 2, now) {
-		t.Error("the allowed heartbeat was not written")
-	}
-	if _, ok := data["user-service.3"]; ok {
-		t.Error("the refused registration was written")
-	}
-	if v := testutil.ToFloat64(w.m.ops.WithLabelValues("heartbeat", "forbidden")); v != 1 {
-		t.Errorf("forbidden heartbeats counted %v", v)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		mem := newMemory(t, configMap("firefly", "prod", map[string]string{
+			"user-service.1": libraryEntry(t, "prod", "user-service", 1, t0),
+			"user-service.2": libraryEntry(t, "prod", "user-service", 2, t0),
+		}))
+		cs := &countingStore{Store: mem}
+		reg := prometheus.NewRegistry()
+		now := t0.Add(time.Minute)
+		w := newWriter(t, Options{Store: cs, Now: fixedClock(now), BatchWindow: 50 * time.Millisecond, Registerer: reg})
+		refuse := func([]byte) error { return errRefused }
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		wg.Go(func() { _, errs[0] = w.Heartbeat(t.Context(), "firefly", "prod", "user-service", 1, refuse) })
+		wg.Go(func() { _, errs[1] = w.Heartbeat(t.Context(), "firefly", "prod", "user-service", 2) })
+		wg.Go(func() { _, errs[2] = w.Register(t.Context(), userService(3), refuse) })
+		synctest.Wait()
+		if p, gets := pending(w), cs.gets.Load(); p != 3 || gets != 0 {
+			t.Errorf("before the window: %d pending, %d gets; want 3 pending and the store untouched", p, gets)
+		}
+		wg.Wait()
+		if !errors.Is(errs[0], errRefused) || errs[1] != nil || !errors.Is(errs[2], errRefused) {
+			t.Fatalf("errors %v", errs)
+		}
+		if n := cs.updates.Load(); n != 1 {
+			t.Errorf("%d updates, want 1", n)
+		}
+		data := getData(t, mem, "firefly", "prod")
+		if data["user-service.1"] != libraryEntry(t, "prod", "user-service", 1, t0) {
+			t.Error("the refused heartbeat was written")
+		}
+		if data["user-service.2"] != libraryEntry(t, "prod", "user-service", 2, now) {
+			t.Error("the allowed heartbeat was not written")
+		}
+		if _, ok := data["user-service.3"]; ok {
+			t.Error("the refused registration was written")
+		}
+		if v := testutil.ToFloat64(w.m.ops.WithLabelValues("heartbeat", "forbidden")); v != 1 {
+			t.Errorf("forbidden heartbeats counted %v", v)
+		}
+	})
 }
 
 // Guards judge the fresh copy: an entry that changed hands between a

@@ -41,6 +41,15 @@ func (c *tickingClock) Now() time.Time {
 
 func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
 
+// bubbleClock is a synctest bubble's fake time, one nanosecond further on
+// at every reading. Fake time stands still while goroutines run, so that
+// time.Now would give two registrations with a deregistration between them
+// the same generated lease id; a real clock has moved on by then.
+func bubbleClock() func() time.Time {
+	var reads atomic.Int64
+	return func() time.Time { return time.Now().Add(time.Duration(reads.Add(1))) }
+}
+
 // fastBackoff keeps tests quick while still retrying with jitter.
 var fastBackoff = wait.Backoff{Steps: 40, Duration: time.Millisecond, Factor: 1.2, Jitter: 1.0}
 

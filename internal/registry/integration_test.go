@@ -56,7 +56,7 @@ func TestIntegrationContention(t *testing.T) {
 	kube := &store.Kube{Client: cs}
 	for _, window := range []time.Duration{0, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("window=%s", window), func(t *testing.T) {
-			runContentionScenario(t, kube, ns, window)
+			runContentionScenario(t, kube, ns, window, time.Now)
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/store"
-	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
 )
 
@@ -144,29 +144,42 @@ func TestGeneratedLeasesAreUnique(t *testing.T) {
 	}))
 	for _, window := range []time.Duration{0, 5 * time.Millisecond} {
 		t.Run(fmt.Sprintf("window=%s", window), func(t *testing.T) {
-			w := newWriter(t, Options{Store: mem, Now: fixedClock(t0), BatchWindow: window})
-			const n = 20
-			leases := make(chan int64, n)
-			var wg sync.WaitGroup
-			for range n {
-				wg.Go(func() {
-					res, err := w.Register(context.Background(), userService(0))
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					leases <- res.LeaseID
-				})
-			}
-			wg.Wait()
-			close(leases)
-			seen := map[int64]bool{start: true}
-			for l := range leases {
-				if seen[l] {
-					t.Errorf("lease %d handed out twice (or collides with the existing one)", l)
+			synctest.Test(t, func(t *testing.T) {
+				counting := &countingStore{Store: mem}
+				w := newWriter(t, Options{Store: counting, Now: fixedClock(t0), BatchWindow: window})
+				const n = 20
+				leases := make(chan int64, n)
+				var wg sync.WaitGroup
+				for range n {
+					wg.Go(func() {
+						res, err := w.Register(context.Background(), userService(0))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						leases <- res.LeaseID
+					})
 				}
-				seen[l] = true
-			}
+				if window > 0 {
+					synctest.Wait()
+					if p, gets := pending(w), counting.gets.Load(); p != n || gets != 0 {
+						t.Errorf("before the window: %d pending, %d gets; want %d pending and the store untouched", p, gets, n)
+					}
+				}
+				wg.Wait()
+				close(leases)
+				seen := map[int64]bool{start: true}
+				for l := range leases {
+					if seen[l] {
+						t.Errorf("lease %d handed out twice (or collides with the existing one)", l)
+					}
+					seen[l] = true
+				}
+				// One window gathers every registration into one Update.
+				if u := counting.updates.Load(); window > 0 && u != 1 {
+					t.Errorf("%d updates with a %s window, want 1", u, window)
+				}
+			})
 		})
 	}
 	data := getData(t, mem, "firefly", "prod")
@@ -323,44 +336,52 @@ func TestSizeGuard(t *testing.T) {
 }
 
 func TestSizeGuardRefusesOnlyTheOpThatGrowsTooMuch(t *testing.T) {
-	// In one batch, a heartbeat and a small registration pass while a large
-	// one is refused.
-	entry := libraryEntry(t, "prod", "user-service", 1, t0.Add(-time.Hour))
-	mem := newMemory(t, configMap("firefly", "prod", map[string]string{"user-service.1": entry}))
-	const limit = 4096
-	w := newWriter(t, Options{Store: mem, Now: newTickingClock(t0, time.Second).Now, MaxConfigMapBytes: limit, BatchWindow: time.Hour})
-	big := userService(3)
-	big.Extra = map[string]json.RawMessage{"blob": json.RawMessage(`"` + strings.Repeat("b", limit) + `"`)}
+	synctest.Test(t, func(t *testing.T) {
+		// In one batch, a heartbeat and a small registration pass while a large
+		// one is refused.
+		entry := libraryEntry(t, "prod", "user-service", 1, t0.Add(-time.Hour))
+		mem := newMemory(t, configMap("firefly", "prod", map[string]string{"user-service.1": entry}))
+		const limit = 4096
+		w := newWriter(t, Options{Store: mem, Now: newTickingClock(t0, time.Second).Now, MaxConfigMapBytes: limit, BatchWindow: time.Hour})
+		big := userService(3)
+		big.Extra = map[string]json.RawMessage{"blob": json.RawMessage(`"` + strings.Repeat("b", limit) + `"`)}
 
-	ctx := context.Background()
-	type outcome struct {
-		name string
-		err  error
-	}
-	outcomes := make(chan outcome, 3)
-	go func() {
-		_, err := w.Heartbeat(ctx, "firefly", "prod", "user-service", 1)
-		outcomes <- outcome{"heartbeat", err}
-	}()
-	go func() { _, err := w.Register(ctx, userService(2)); outcomes <- outcome{"small", err} }()
-	go func() { _, err := w.Register(ctx, big); outcomes <- outcome{"big", err} }()
-	testkit.WaitFor(t, 5*time.Second, "three pending ops", testkit.Until(func() bool { return pending(w) == 3 }))
-	w.Close()
-	for range 3 {
-		o := <-outcomes
-		switch o.name {
-		case "big":
-			wantCode(t, o.err, model.CodeRegistryFull)
-		default:
-			if o.err != nil {
-				t.Errorf("%s: %v", o.name, o.err)
+		ctx := context.Background()
+		type outcome struct {
+			name string
+			err  error
+		}
+		outcomes := make(chan outcome, 3)
+		go func() {
+			_, err := w.Heartbeat(ctx, "firefly", "prod", "user-service", 1)
+			outcomes <- outcome{"heartbeat", err}
+		}()
+		go func() { _, err := w.Register(ctx, userService(2)); outcomes <- outcome{"small", err} }()
+		go func() { _, err := w.Register(ctx, big); outcomes <- outcome{"big", err} }()
+		synctest.Wait()
+		if n := pending(w); n != 3 {
+			t.Fatalf("%d pending ops, want 3", n)
+		}
+		if data := getData(t, mem, "firefly", "prod"); len(data) != 1 || data["user-service.1"] != entry {
+			t.Fatalf("data %v: written before the window ended", data)
+		}
+		w.Close()
+		for range 3 {
+			o := <-outcomes
+			switch o.name {
+			case "big":
+				wantCode(t, o.err, model.CodeRegistryFull)
+			default:
+				if o.err != nil {
+					t.Errorf("%s: %v", o.name, o.err)
+				}
 			}
 		}
-	}
-	data := getData(t, mem, "firefly", "prod")
-	if len(data) != 2 || data["user-service.1"] == entry {
-		t.Errorf("data %v: want the heartbeat and the small registration only", data)
-	}
+		data := getData(t, mem, "firefly", "prod")
+		if len(data) != 2 || data["user-service.1"] == entry {
+			t.Errorf("data %v: want the heartbeat and the small registration only", data)
+		}
+	})
 }
 
 // pending counts the operations waiting in w's batchers.
@@ -477,60 +498,81 @@ func TestConflictAfterRetries(t *testing.T) {
 }
 
 func TestCanceledCallerAndClose(t *testing.T) {
-	mem := newMemory(t)
-	w := newWriter(t, Options{Store: mem, Now: fixedClock(t0), BatchWindow: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	canceled := make(chan error, 1)
-	go func() {
-		_, err := w.Register(ctx, userService(1))
-		canceled <- err
-	}()
-	kept := make(chan error, 1)
-	go func() {
-		_, err := w.Register(context.Background(), userService(2))
-		kept <- err
-	}()
-	testkit.WaitFor(t, 5*time.Second, "two pending registrations", testkit.Until(func() bool { return pending(w) == 2 }))
-	cancel()
-	if err := <-canceled; !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled caller got %v", err)
-	}
-	// Close writes the pending batch at once, instead of after the window.
-	w.Close()
-	if err := <-kept; err != nil {
-		t.Fatal(err)
-	}
-	data := getData(t, mem, "firefly", "prod")
-	if _, ok := data["user-service.2"]; !ok {
-		t.Error("pending registration lost on Close")
-	}
-	if _, ok := data["user-service.1"]; ok {
-		t.Error("registration of a caller that had gone before the write was written")
-	}
-	_, err := w.Register(context.Background(), userService(3))
-	wantCode(t, err, model.CodeStoreUnavailable)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.batchers) != 0 {
-		t.Errorf("%d batchers left after Close", len(w.batchers))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		mem := newMemory(t)
+		w := newWriter(t, Options{Store: mem, Now: fixedClock(t0), BatchWindow: time.Hour})
+		start := time.Now()
+		ctx, cancel := context.WithCancel(context.Background())
+		canceled := make(chan error, 1)
+		go func() {
+			_, err := w.Register(ctx, userService(1))
+			canceled <- err
+		}()
+		kept := make(chan error, 1)
+		go func() {
+			_, err := w.Register(context.Background(), userService(2))
+			kept <- err
+		}()
+		synctest.Wait()
+		if n := pending(w); n != 2 {
+			t.Fatalf("%d pending registrations, want 2", n)
+		}
+		cancel()
+		if err := <-canceled; !errors.Is(err, context.Canceled) {
+			t.Fatalf("canceled caller got %v", err)
+		}
+		synctest.Wait()
+		if _, err := mem.Get(context.Background(), "firefly", "ff-registry-prod"); !apierrors.IsNotFound(err) {
+			t.Fatalf("written before the window ended or Close: %v", err)
+		}
+		// Close writes the pending batch at once, instead of after the window.
+		w.Close()
+		if err := <-kept; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close wrote the batch after %s, want at once", d)
+		}
+		data := getData(t, mem, "firefly", "prod")
+		if _, ok := data["user-service.2"]; !ok {
+			t.Error("pending registration lost on Close")
+		}
+		if _, ok := data["user-service.1"]; ok {
+			t.Error("registration of a caller that had gone before the write was written")
+		}
+		_, err := w.Register(context.Background(), userService(3))
+		wantCode(t, err, model.CodeStoreUnavailable)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.batchers) != 0 {
+			t.Errorf("%d batchers left after Close", len(w.batchers))
+		}
+	})
 }
 
 func TestIdleBatchersGoAway(t *testing.T) {
-	mem := newMemory(t)
-	w := newWriter(t, Options{Store: mem, Now: newTickingClock(t0, time.Second).Now, BatchWindow: time.Millisecond})
-	for _, env := range []string{"a", "b", "c"} {
-		r := userService(1)
-		r.Env = env
-		if _, err := w.Register(context.Background(), r); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		const window = time.Millisecond
+		mem := newMemory(t)
+		w := newWriter(t, Options{Store: mem, Now: newTickingClock(t0, time.Second).Now, BatchWindow: window})
+		for _, env := range []string{"a", "b", "c"} {
+			r := userService(1)
+			r.Env = env
+			start := time.Now()
+			if _, err := w.Register(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d != window {
+				t.Errorf("registration in env %s answered after %s, want the window (%s)", env, d, window)
+			}
 		}
-	}
-	testkit.WaitFor(t, 5*time.Second, "no batchers", testkit.Until(func() bool {
+		synctest.Wait()
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return len(w.batchers) == 0
-	}))
+		if len(w.batchers) != 0 {
+			t.Errorf("%d batchers left once their writes were done", len(w.batchers))
+		}
+	})
 }
 
 func TestNewValidatesOptions(t *testing.T) {
