@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,5 +93,21 @@ func TestREADMEConfigTableIsComplete(t *testing.T) {
 	}
 	for name := range documented {
 		t.Errorf("README's configuration table lists %s, which the binary does not read", name)
+	}
+}
+
+// TestEveryConfigFieldIsAVariable guards against a field that no variable
+// sets: without an env tag the library leaves it at its zero value.
+func TestEveryConfigFieldIsAVariable(t *testing.T) {
+	t.Parallel()
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Tag.Get("env") == "" {
+			t.Errorf("Config.%s has no env tag (env:\"-\" for one set in code)", f.Name)
+		}
+	}
+	if n := len(configVars()); n != typ.NumField()-1 {
+		t.Errorf("%d variables for %d fields; only OnListen is set in code", n, typ.NumField())
 	}
 }
