@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,10 @@ type Writer struct {
 	batchers map[cmKey]*batcher
 	// wg counts armed timers and running writes, so that Close can wait.
 	wg sync.WaitGroup
+	// lastLease is the highest lease id this writer has handed out. Ids only
+	// grow, so a replica never hands a freed id to another instance, even
+	// when its clock reads the same instant twice or steps back.
+	lastLease atomic.Int64
 }
 
 // New returns a Writer.
@@ -230,9 +235,38 @@ func (w *Writer) Register(ctx context.Context, r Registration, guards ...Guard) 
 	if o.generate {
 		// The caller's own moment, so that registrations sharing a write do
 		// not all start from the same id.
-		o.leaseID = w.opts.Now().UnixNano()
+		o.leaseID = w.nextLease(w.opts.Now().UnixNano())
 	}
-	return w.do(ctx, newRef(r.Namespace, r.Env), o)
+	res, err := w.do(ctx, newRef(r.Namespace, r.Env), o)
+	if o.generate && err == nil {
+		// The write may have moved past ids the ConfigMap already held.
+		w.recordLease(res.LeaseID)
+	}
+	return res, err
+}
+
+// nextLease returns a lease id of at least from and above every id this
+// writer has handed out, and records it as handed out.
+func (w *Writer) nextLease(from int64) int64 {
+	for {
+		last := w.lastLease.Load()
+		if from <= last {
+			from = last + 1
+		}
+		if w.lastLease.CompareAndSwap(last, from) {
+			return from
+		}
+	}
+}
+
+// recordLease notes id as handed out.
+func (w *Writer) recordLease(id int64) {
+	for {
+		last := w.lastLease.Load()
+		if id <= last || w.lastLease.CompareAndSwap(last, id) {
+			return
+		}
+	}
 }
 
 // Heartbeat rewrites only the run_date of the instance's entry. An entry that

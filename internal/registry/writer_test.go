@@ -188,6 +188,38 @@ func TestGeneratedLeasesAreUnique(t *testing.T) {
 	}
 }
 
+// A lease id freed by a deregistration is not handed to the next instance,
+// even when the clock reads the same instant: a late heartbeat of the old
+// instance would otherwise keep the new one's entry alive.
+func TestFreedLeaseIsNotHandedOutAgain(t *testing.T) {
+	mem := newMemory(t)
+	w := newWriter(t, Options{Store: mem, Now: fixedClock(t0)})
+	first, err := w.Register(context.Background(), userService(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Deregister(context.Background(), "firefly", "prod", "user-service", first.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.Register(context.Background(), userService(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.LeaseID == first.LeaseID {
+		t.Errorf("lease %d handed out again after its deregistration", first.LeaseID)
+	}
+	// Another app's registration does not reuse it either.
+	other := userService(0)
+	other.AppID = "order-service"
+	third, err := w.Register(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.LeaseID <= second.LeaseID {
+		t.Errorf("lease ids %d then %d: a writer's ids only grow", second.LeaseID, third.LeaseID)
+	}
+}
+
 func TestHeartbeatRewritesOnlyRunDate(t *testing.T) {
 	const key = "user-service.42"
 	old := `{"x_first":1,"proto_count":1,"lease_id":42,"run_date":"2026-11-26 12:00:00","methods":{"/a.B/C":true},` +
