@@ -183,9 +183,16 @@ func New(opts Options) (*Syncer, error) {
 // Status is what the last discovery found, by kind in Options order; nil
 // before the first.
 func (s *Syncer) Status() []KindStatus {
+	status, _ := s.lastDiscovery()
+	return status
+}
+
+// lastDiscovery is what the last discovery found, and when. Discover runs
+// beside Run, so both are read under the lock.
+func (s *Syncer) lastDiscovery() ([]KindStatus, time.Time) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
-	return slices.Clone(s.status)
+	return slices.Clone(s.status), s.checked
 }
 
 // Discover asks the API server which of the kinds it serves, now and every
@@ -303,8 +310,8 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	}
 	s.m.paused.Set(0)
 
-	status := s.Status()
-	if status == nil || now.Sub(s.checked) >= s.o.Resync {
+	status, checked := s.lastDiscovery()
+	if status == nil || now.Sub(checked) >= s.o.Resync {
 		status = s.discover()
 	}
 	if status == nil {

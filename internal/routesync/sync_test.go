@@ -361,3 +361,24 @@ func TestSyncWaitsForAFirstDiscovery(t *testing.T) {
 	h.at(t0.Add(time.Second), reg)
 	h.want("once discovery answers", "shop/prod.user-service: /user.v1.Users/Get")
 }
+
+// Every replica runs Discover while the leader runs Reconcile: the two share
+// what discovery found.
+func TestDiscoverRunsBesideReconcile(t *testing.T) {
+	h := newHarness(t, true)
+	h.syncer.o.Resync = time.Millisecond // discover often, on both sides
+	reg := (&registry{}).add("user-service", "/user.v1.Users/Get", t0)
+	h.source.snap = reg.snapshot(t0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.syncer.Discover(ctx)
+	}()
+	for range 200 {
+		h.syncer.Reconcile(ctx)
+	}
+	cancel()
+	<-done
+	h.want("beside discovery", "shop/prod.user-service: /user.v1.Users/Get")
+}
