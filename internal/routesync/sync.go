@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -330,7 +331,8 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	}
 	full := now.Sub(s.lastFull) >= s.o.Resync
 	next = earliest(next, s.lastFull.Add(s.o.Resync))
-	tableHash := digest(desired) + fmt.Sprint(quiet, status)
+	hashes := hashObjects(desired)
+	tableHash := digest(hashes) + fmt.Sprint(quiet, status)
 	if tableHash == s.lastTable && !full {
 		s.m.lastSuccess.Set(unixSeconds(now))
 		return next
@@ -343,7 +345,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 		if !status[i].Served {
 			continue
 		}
-		if err := s.reconcileKind(ctx, k, desired[k.Name], quiet); err != nil {
+		if err := s.reconcileKind(ctx, k, desired[k.Name], hashes, quiet); err != nil {
 			s.o.Log.Error().Err(err).Str("kind", k.Name).Msg("route sync: reconcile failed; retrying")
 			ok = false
 		}
@@ -436,7 +438,7 @@ func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[ob
 
 // reconcileKind applies kind's desired objects and deletes its managed
 // objects that are no longer desired (unless quiet).
-func (s *Syncer) reconcileKind(ctx context.Context, k Kind, desired map[objectKey]*unstructured.Unstructured, quiet bool) error {
+func (s *Syncer) reconcileKind(ctx context.Context, k Kind, desired map[objectKey]*unstructured.Unstructured, hashes map[objectKey]string, quiet bool) error {
 	managed, err := s.listManaged(ctx, k, desired)
 	if err != nil {
 		return err
@@ -472,7 +474,7 @@ func (s *Syncer) reconcileKind(ctx context.Context, k Kind, desired map[objectKe
 			s.m.deferred.WithLabelValues(k.Name).Inc()
 			continue
 		}
-		hash := hashOf(obj.Object)
+		hash := hashes[key]
 		if s.applied[key] == hash {
 			continue
 		}
@@ -583,18 +585,24 @@ func compareKeys(a, b objectKey) int {
 	return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
 }
 
-// digest names the whole of desired: equal object sets digest equally.
-func digest(desired map[string]map[objectKey]*unstructured.Unstructured) string {
-	var keys []objectKey
+// hashObjects digests each desired object, once per reconcile.
+func hashObjects(desired map[string]map[objectKey]*unstructured.Unstructured) map[objectKey]string {
+	hashes := map[objectKey]string{}
 	for _, objs := range desired {
-		for key := range objs {
-			keys = append(keys, key)
+		for key, obj := range objs {
+			hashes[key] = hashOf(obj.Object)
 		}
 	}
-	slices.SortFunc(keys, compareKeys)
+	return hashes
+}
+
+// digest names the whole of a desired set by its objects' digests: equal
+// object sets digest equally.
+func digest(hashes map[objectKey]string) string {
+	keys := slices.SortedFunc(maps.Keys(hashes), compareKeys)
 	h := sha256.New()
 	for _, key := range keys {
-		fmt.Fprintf(h, "%s\n%s\n", key, hashOf(desired[key.kind][key].Object))
+		fmt.Fprintf(h, "%s\n%s\n", key, hashes[key])
 	}
 	return string(h.Sum(nil))
 }
