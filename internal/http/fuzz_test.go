@@ -259,7 +259,7 @@ func storeState(t *testing.T, wh *writeHarness) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	for _, cm := range cms {
+	for _, cm := range cms.Items {
 		b.WriteString(cm.Namespace + "/" + cm.Name + "@" + cm.ResourceVersion + " ")
 	}
 	return b.String()

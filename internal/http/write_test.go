@@ -48,7 +48,7 @@ func (s *faultyStore) unreachable(op, ns, name string) error {
 		&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}})
 }
 
-func (s *faultyStore) List(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+func (s *faultyStore) List(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
 	if s.down.Load() {
 		return nil, s.unreachable("list", ns, "")
 	}

@@ -43,7 +43,7 @@ func refreshAll(ctx context.Context, s Store, zone *time.Location) error {
 	if err != nil {
 		return err
 	}
-	for _, cm := range cms {
+	for _, cm := range cms.Items {
 		if _, ok := model.EnvFromConfigMapName(cm.Name); !ok {
 			continue
 		}

@@ -89,11 +89,11 @@ func TestRefreshAll(t *testing.T) {
 			to := time.Now()
 
 			after, _ := m.List(ctx, "")
-			if !reflect.DeepEqual(names(after), names(before)) {
-				t.Fatalf("ConfigMaps %q, want %q", names(after), names(before))
+			if !reflect.DeepEqual(names(after.Items), names(before.Items)) {
+				t.Fatalf("ConfigMaps %q, want %q", names(after.Items), names(before.Items))
 			}
-			for i, cm := range after {
-				old := before[i]
+			for i, cm := range after.Items {
+				old := before.Items[i]
 				if _, ok := model.EnvFromConfigMapName(cm.Name); !ok {
 					if !reflect.DeepEqual(cm, old) {
 						t.Errorf("%s/%s was written: %+v", cm.Namespace, cm.Name, cm)
@@ -138,7 +138,7 @@ type flaky struct {
 	onUpdate             func(n int32, cm *corev1.ConfigMap) error
 }
 
-func (f *flaky) List(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+func (f *flaky) List(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
 	if n := f.lists.Add(1); f.onList != nil {
 		if err := f.onList(n); err != nil {
 			return nil, err

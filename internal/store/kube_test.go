@@ -41,7 +41,7 @@ func TestKubeList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := names(got)
+		n := names(got.Items)
 		slices.Sort(n)
 		if len(n) != len(tt.want) || (len(n) > 0 && !slices.Equal(n, tt.want)) {
 			t.Errorf("List(%q) = %q, want %q", tt.ns, n, tt.want)
@@ -60,7 +60,7 @@ func TestKubeList(t *testing.T) {
 		}
 	}
 	got, _ := k.List(ctx, "firefly")
-	for _, cm := range got {
+	for _, cm := range got.Items {
 		if cm.Name == "ff-registry-prod" && cm.Data["a.1"] != "{}" {
 			t.Errorf("List lost data: %+v", cm)
 		}

@@ -48,8 +48,9 @@ func NewMemory(seed ...corev1.ConfigMap) (*Memory, error) {
 
 func objKey(ns, name string) string { return ns + "/" + name }
 
-// List returns copies, sorted by namespace and name like the API server.
-func (m *Memory) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+// List returns copies, sorted by namespace and name like the API server, at
+// the store's current resourceVersion.
+func (m *Memory) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -67,7 +68,9 @@ func (m *Memory) List(ctx context.Context, namespace string) ([]corev1.ConfigMap
 		}
 		return out[i].Name < out[j].Name
 	})
-	return out, nil
+	list := &corev1.ConfigMapList{Items: out}
+	list.ResourceVersion = strconv.FormatInt(m.rv, 10)
+	return list, nil
 }
 
 // Get returns a copy of one ConfigMap.

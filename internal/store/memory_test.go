@@ -102,9 +102,19 @@ func TestMemoryCreateGet(t *testing.T) {
 func TestMemoryList(t *testing.T) {
 	ctx := t.Context()
 	m := newMemory(t)
+	var last string
 	for _, nn := range [][2]string{{"b", "y"}, {"a", "z"}, {"b", "x"}, {"a", "ff-registry-prod"}, {"c", "a"}} {
-		if _, err := m.Create(ctx, configMap(nn[0], nn[1], map[string]string{"k": nn[0] + nn[1]})); err != nil {
+		created, err := m.Create(ctx, configMap(nn[0], nn[1], map[string]string{"k": nn[0] + nn[1]}))
+		if err != nil {
 			t.Fatal(err)
+		}
+		last = created.ResourceVersion
+	}
+	// Like the API server's, a list is read at the store's latest version,
+	// whichever namespace it covers.
+	for _, ns := range []string{"", "a", "missing"} {
+		if got, _ := m.List(ctx, ns); got.ResourceVersion != last {
+			t.Errorf("List(%q) read at version %q, want the latest write's %q", ns, got.ResourceVersion, last)
 		}
 	}
 	tests := []struct {
@@ -121,10 +131,10 @@ func TestMemoryList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := names(got); !reflect.DeepEqual(n, tt.want) {
+		if n := names(got.Items); !reflect.DeepEqual(n, tt.want) {
 			t.Errorf("List(%q) = %q, want %q", tt.ns, n, tt.want)
 		}
-		for _, cm := range got {
+		for _, cm := range got.Items {
 			if cm.Data["k"] != cm.Namespace+cm.Name || cm.ResourceVersion == "" {
 				t.Errorf("List(%q) item %s/%s = %+v", tt.ns, cm.Namespace, cm.Name, cm)
 			}
@@ -153,9 +163,9 @@ func TestMemoryReturnsCopies(t *testing.T) {
 	mutate(created)
 	mutate(mustGet(t, m, "ns", "cm"))
 	list, _ := m.List(ctx, "")
-	mutate(&list[0])
+	mutate(&list.Items[0])
 	list, _ = m.List(ctx, "ns")
-	mutate(&list[0])
+	mutate(&list.Items[0])
 	if got := mustGet(t, m, "ns", "cm"); !reflect.DeepEqual(got, want) {
 		t.Fatalf("mutating returned objects changed the store:\n%+v\nwant\n%+v", got, want)
 	}
@@ -350,7 +360,7 @@ func TestMemoryDataKeys(t *testing.T) {
 			if !errors.As(err, &status) || status.Status().Code != 422 {
 				t.Errorf("%s with key %q: error %v is not a 422 status", op, tt.key, err)
 			}
-			if got, _ := m.List(ctx, ""); len(got) != 1 || len(got[0].Data) != 0 {
+			if got, _ := m.List(ctx, ""); len(got.Items) != 1 || len(got.Items[0].Data) != 0 {
 				t.Errorf("%s with key %q: the invalid object was stored", op, tt.key)
 			}
 		}
@@ -444,8 +454,8 @@ func TestMemoryCanceledContext(t *testing.T) {
 			t.Errorf("%s: %v, want context.Canceled", op, err)
 		}
 	}
-	if got, _ := m.List(t.Context(), ""); len(got) != 1 {
-		t.Errorf("writes with a canceled context were applied: %q", names(got))
+	if got, _ := m.List(t.Context(), ""); len(got.Items) != 1 {
+		t.Errorf("writes with a canceled context were applied: %q", names(got.Items))
 	}
 }
 

@@ -174,8 +174,8 @@ func TestLoadSeedFileFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := m.List(t.Context(), "firefly"); len(got) != 2 {
-		t.Errorf("memory store holds %d ConfigMaps", len(got))
+	if got, _ := m.List(t.Context(), "firefly"); len(got.Items) != 2 {
+		t.Errorf("memory store holds %d ConfigMaps", len(got.Items))
 	}
 }
 

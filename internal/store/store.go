@@ -18,8 +18,11 @@ const MaxConfigMapBytes = 1 << 20
 // Store reads and writes ConfigMaps with the API server's semantics:
 // per-object resourceVersion, 409 Conflict on a stale one, 1 MiB limit.
 type Store interface {
-	// List returns the ConfigMaps of namespace, or of all namespaces for "".
-	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+	// List returns the ConfigMaps of namespace, or of all namespaces for "",
+	// with the resourceVersion the list was read at: a reader that also
+	// knows objects from its own writes needs it to tell an object missing
+	// from an older view from one deleted since.
+	List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 	Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
 	Create(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error)
 	// Update replaces cm; a non-empty ResourceVersion must be current.
@@ -36,12 +39,12 @@ var _ Store = (*Kube)(nil)
 // List asks with resourceVersion=0 so that the API server answers from its
 // watch cache instead of a quorum read of etcd: polling every env every few
 // seconds must stay cheap for the control plane.
-func (k *Kube) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+func (k *Kube) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 	list, err := k.Client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return nil, fmt.Errorf("list configmaps in %s: %w", namespaceLabel(namespace), err)
 	}
-	return list.Items, nil
+	return list, nil
 }
 
 // Get reads one ConfigMap from etcd (a quorum read): writes need the latest.

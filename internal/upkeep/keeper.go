@@ -36,7 +36,7 @@ const (
 
 // ConfigMapLister lists the registry ConfigMaps; store.Store is one.
 type ConfigMapLister interface {
-	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+	List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 }
 
 // PodLister lists the pods of a namespace.
@@ -223,7 +223,7 @@ func (k *Keeper) Cycle(ctx context.Context) error {
 func (k *Keeper) listConfigMaps(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
 	ctx, cancel := context.WithTimeout(ctx, k.opts.ListTimeout)
 	defer cancel()
-	cms, err := k.opts.ConfigMaps.List(ctx, ns)
+	list, err := k.opts.ConfigMaps.List(ctx, ns)
 	if err != nil {
 		where := "all namespaces"
 		if ns != "" {
@@ -231,7 +231,7 @@ func (k *Keeper) listConfigMaps(ctx context.Context, ns string) ([]corev1.Config
 		}
 		return nil, fmt.Errorf("upkeep: list registry ConfigMaps of %s: %w", where, err)
 	}
-	return cms, nil
+	return list.Items, nil
 }
 
 // listPods lists, after the ConfigMaps so that every pod an entry names has

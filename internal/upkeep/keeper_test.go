@@ -367,7 +367,7 @@ type heartbeatingLister struct {
 	once  sync.Once
 }
 
-func (l *heartbeatingLister) List(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+func (l *heartbeatingLister) List(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
 	out, err := l.ConfigMapLister.List(ctx, ns)
 	l.once.Do(l.after)
 	return out, err
@@ -394,7 +394,7 @@ type failingLister struct {
 	ns string
 }
 
-func (l failingLister) List(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+func (l failingLister) List(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
 	if ns == l.ns {
 		return nil, errors.New("list configmaps: connection refused")
 	}

@@ -115,7 +115,7 @@ func TestIntegrationRunDateInFuture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, cm := range cms {
+			for _, cm := range cms.Items {
 				if got, _ := strconv.ParseUint(cm.ResourceVersion, 10, 64); cm.Name == model.ConfigMapName(env) && got >= want {
 					return
 				}

@@ -17,7 +17,9 @@ import (
 // benchmarks measure the poller, not a fake API server.
 type staticLister struct{ items []corev1.ConfigMap }
 
-func (s *staticLister) List(context.Context, string) ([]corev1.ConfigMap, error) { return s.items, nil }
+func (s *staticLister) List(context.Context, string) (*corev1.ConfigMapList, error) {
+	return &corev1.ConfigMapList{Items: s.items}, nil
+}
 
 const (
 	benchEnvs            = 50

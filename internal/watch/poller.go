@@ -29,7 +29,7 @@ import (
 
 // Lister is the part of the store the poller needs.
 type Lister interface {
-	List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+	List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 }
 
 // Options configure a Poller. The zero value of each field but Namespaces
@@ -164,9 +164,9 @@ func (p *Poller) Run(ctx context.Context) {
 // namespace whose LIST fails keeps its last good data.
 func (p *Poller) Poll(ctx context.Context) {
 	start := time.Now()
-	results := make(map[string][]corev1.ConfigMap, len(p.opts.Namespaces))
+	results := make(map[string]*corev1.ConfigMapList, len(p.opts.Namespaces))
 	for _, ns := range p.opts.Namespaces {
-		items, err := p.list(ctx, ns)
+		list, err := p.list(ctx, ns)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -175,7 +175,7 @@ func (p *Poller) Poll(ctx context.Context) {
 			continue
 		}
 		p.recordSuccess(ns)
-		results[ns] = items
+		results[ns] = list
 	}
 	p.m.pollDuration.Observe(time.Since(start).Seconds())
 
@@ -183,14 +183,14 @@ func (p *Poller) Poll(ctx context.Context) {
 	defer p.mu.Unlock()
 	now := p.opts.Now()
 	dirty := make(map[string]struct{})
-	for ns, items := range results {
-		p.syncNamespace(ns, items, now, dirty)
+	for ns, list := range results {
+		p.syncNamespace(ns, list, now, dirty)
 		p.syncedAt[ns] = now
 	}
 	p.rebuild(dirty)
 }
 
-func (p *Poller) list(ctx context.Context, ns string) ([]corev1.ConfigMap, error) {
+func (p *Poller) list(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ListTimeout)
 	defer cancel()
 	return p.store.List(ctx, ns)
@@ -239,7 +239,13 @@ func (p *Poller) recordSuccess(ns string) {
 }
 
 // syncNamespace reconciles the remembered ConfigMaps of ns with a LIST result.
-func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, now time.Time, dirty map[string]struct{}) {
+// A remembered ConfigMap the list lacks is gone, unless the poller knows it at
+// a resourceVersion newer than the list's: then it was written by this
+// replica (Apply) after the list's view, either while the LIST was in flight
+// or ahead of the API server's watch cache, and dropping it would hide the
+// replica's own write until the next poll.
+func (p *Poller) syncNamespace(ns string, list *corev1.ConfigMapList, now time.Time, dirty map[string]struct{}) {
+	items := list.Items
 	seen := make(map[string]struct{}, len(items))
 	for i := range items {
 		cm := &items[i]
@@ -254,7 +260,7 @@ func (p *Poller) syncNamespace(ns string, items []corev1.ConfigMap, now time.Tim
 		if ns != "" && st.namespace != ns {
 			continue
 		}
-		if _, ok := seen[k]; !ok {
+		if _, ok := seen[k]; !ok && !olderThan(list.ResourceVersion, st.resourceVersion) {
 			delete(p.configMaps, k)
 			dirty[st.env] = struct{}{}
 		}

@@ -53,7 +53,7 @@ func newFixture(t *testing.T, namespaces []string, objs ...runtime.Object) *fixt
 		f.lists = append(f.lists, a.(k8stesting.ListActionImpl).ListOptions)
 		return false, nil, nil
 	})
-	p, err := New(&store.Kube{Client: f.client}, Options{
+	p, err := New(unversioned{&store.Kube{Client: f.client}}, Options{
 		Namespaces: namespaces,
 		TTL:        10 * time.Second,
 		Log:        zerolog.New(f.logs),
@@ -65,6 +65,20 @@ func newFixture(t *testing.T, namespaces []string, objs ...runtime.Object) *fixt
 	}
 	f.poller = p
 	return f
+}
+
+// unversioned drops the version a list was read at. The fake clientset
+// counts its own list versions apart from the versions the tests give their
+// objects, so comparing the two would mean nothing; without one, the poller
+// takes each list as the whole truth.
+type unversioned struct{ Lister }
+
+func (u unversioned) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
+	list, err := u.Lister.List(ctx, namespace)
+	if list != nil {
+		list.ResourceVersion = ""
+	}
+	return list, err
 }
 
 func (f *fixture) update(t *testing.T, cm *corev1.ConfigMap) {
@@ -279,6 +293,65 @@ func TestApplyReadsYourWritesAndOlderListsDoNotRegress(t *testing.T) {
 	}
 }
 
+// A ConfigMap this replica creates is missing from a LIST read at an earlier
+// resourceVersion: one in flight while the write was applied, or served by a
+// watch cache that has not caught up. That LIST must not hide the write; a
+// LIST read after the ConfigMap's version that lacks it means it was deleted.
+func TestListOlderThanAnAppliedCreateKeepsIt(t *testing.T) {
+	var served *corev1.ConfigMapList
+	lister := listerFunc(func(context.Context, string) (*corev1.ConfigMapList, error) { return served, nil })
+	p, err := New(lister, Options{
+		Namespaces: []string{"firefly"},
+		Log:        zerolog.Nop(),
+		Now:        func() time.Time { return baseTime },
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listAt := func(rv string, items ...corev1.ConfigMap) *corev1.ConfigMapList {
+		l := &corev1.ConfigMapList{Items: items}
+		l.ResourceVersion = rv
+		return l
+	}
+	other := *configMap("firefly", "ff-registry-dev", "5", map[string]string{
+		"user-service.1": entry("dev", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
+	})
+	served = listAt("10", other)
+	p.Poll(context.Background())
+
+	p.Apply(configMap("firefly", "ff-registry-prod", "11", map[string]string{
+		"order-service.2": entry("prod", "order-service", 2, baseTime, "/acme.order.v1.OrderService/Get"),
+	}))
+	p.Poll(context.Background()) // still the view at 10
+	if _, ok := p.Snapshot().Envs["prod"]; !ok {
+		t.Fatal("a LIST older than the replica's create hid the ConfigMap it created")
+	}
+	if _, ok := p.Snapshot().Envs["dev"]; !ok {
+		t.Fatal("a ConfigMap the LIST still holds was dropped")
+	}
+
+	served = listAt("12", other) // read after the create, and without it: deleted
+	p.Poll(context.Background())
+	if _, ok := p.Snapshot().Envs["prod"]; ok {
+		t.Error("a ConfigMap deleted after the replica wrote it is still served")
+	}
+
+	// A LIST without a version to compare (not an API server's) is taken as
+	// the whole truth, as before.
+	p.Apply(configMap("firefly", "ff-registry-prod", "13", map[string]string{
+		"order-service.2": entry("prod", "order-service", 2, baseTime, "/acme.order.v1.OrderService/Get"),
+	}))
+	served = listAt("", other)
+	p.Poll(context.Background())
+	if _, ok := p.Snapshot().Envs["prod"]; ok {
+		t.Error("a LIST with no resourceVersion did not drop what it lacks")
+	}
+	if _, ok := p.Snapshot().Envs["dev"]; !ok {
+		t.Error("dev is gone")
+	}
+}
+
 func TestRunPollsUntilCancelled(t *testing.T) {
 	f := newFixture(t, []string{"firefly"}, configMap("firefly", "ff-registry-prod", "10", nil))
 	f.poller.opts.Interval = time.Millisecond
@@ -350,21 +423,21 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-type listerFunc func(ctx context.Context, namespace string) ([]corev1.ConfigMap, error)
+type listerFunc func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 
-func (f listerFunc) List(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+func (f listerFunc) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 	return f(ctx, namespace)
 }
 
 func TestPollTimesOutAHungList(t *testing.T) {
-	hung := listerFunc(func(ctx context.Context, namespace string) ([]corev1.ConfigMap, error) {
+	hung := listerFunc(func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 		if namespace == "hung" {
 			<-ctx.Done() // an API server that accepted the request and never answers
 			return nil, ctx.Err()
 		}
-		return []corev1.ConfigMap{*configMap(namespace, "ff-registry-prod", "1", map[string]string{
+		return &corev1.ConfigMapList{Items: []corev1.ConfigMap{*configMap(namespace, "ff-registry-prod", "1", map[string]string{
 			"user-service.1": entry("prod", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
-		})}, nil
+		})}}, nil
 	})
 	logs := &bytes.Buffer{}
 	p, err := New(hung, Options{
