@@ -1,6 +1,9 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"net"
 	"slices"
 	"strings"
@@ -153,6 +156,77 @@ func (e *EnvIndex) RouteTable(now time.Time, ttl time.Duration, version string) 
 	return t
 }
 
+// Digest names a route table by its content: equal tables digest equally on
+// every replica, and anything that changes where calls go changes it. It is
+// computed from the table, not from a rendering of it, so that every reader
+// of routing (the routes view, its followers, route sync) agrees on one tag.
+type Digest [8]byte
+
+// Tag is the digest as a quoted entity tag: the routes view's ETag and the id
+// of its stream's events.
+func (d Digest) Tag() string {
+	var b [2 + 2*len(d)]byte
+	b[0], b[len(b)-1] = '"', '"'
+	hex.Encode(b[1:len(b)-1], d[:])
+	return string(b[:])
+}
+
+// Digest hashes every field of the table in order, each length-prefixed so
+// that no two tables encode alike.
+func (t *RouteTable) Digest() Digest {
+	d := digester{buf: make([]byte, 0, 64*len(t.Routes)+64)}
+	d.str(t.Env)
+	d.int(len(t.Routes))
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		d.str(r.Method)
+		d.str(r.AppID)
+		d.int(len(r.Targets))
+		for _, tg := range r.Targets {
+			d.str(tg.Internal)
+			d.str(tg.External)
+			d.int(tg.Instances)
+			d.int(len(tg.Versions))
+			for _, v := range tg.Versions {
+				d.str(v)
+			}
+		}
+		d.int(len(r.Claimants))
+		for _, c := range r.Claimants {
+			d.str(c.AppID)
+			d.int(c.Alive)
+		}
+	}
+	return d.sum()
+}
+
+// RoutesDigest names every env's route table at now at once: the env names
+// and their tables' digests, in order.
+func (s *Snapshot) RoutesDigest(now time.Time, ttl time.Duration) Digest {
+	d := digester{buf: make([]byte, 0, (len(Digest{})+32)*len(s.EnvNames)+8)}
+	d.int(len(s.EnvNames))
+	for _, name := range s.EnvNames {
+		d.str(name)
+		sum := s.Envs[name].Routes(now, ttl).Digest
+		d.buf = append(d.buf, sum[:]...)
+	}
+	return d.sum()
+}
+
+type digester struct{ buf []byte }
+
+func (d *digester) int(n int) { d.buf = binary.AppendUvarint(d.buf, uint64(n)) }
+
+func (d *digester) str(s string) {
+	d.int(len(s))
+	d.buf = append(d.buf, s...)
+}
+
+func (d *digester) sum() Digest {
+	full := sha256.Sum256(d.buf)
+	return Digest(full[:len(Digest{})])
+}
+
 // RoutesMemo is an env's route table for one liveness state, and the HTTP
 // layer's rendering of it.
 type RoutesMemo struct {
@@ -161,6 +235,8 @@ type RoutesMemo struct {
 	// count alone names the liveness state.
 	Alive int
 	Table *RouteTable
+	// Digest is Table's, computed once.
+	Digest Digest
 	// Rendered is the HTTP layer's body and tag for Table, set once.
 	Rendered atomic.Pointer[Rendered]
 	// Filtered holds the HTTP layer's renderings of parts of Table (one
@@ -184,7 +260,8 @@ func (e *EnvIndex) Routes(now time.Time, ttl time.Duration) *RoutesMemo {
 	if m := e.routes.Load(); m != nil && m.Alive == alive {
 		return m
 	}
-	m := &RoutesMemo{Alive: alive, Table: e.RouteTable(now, ttl, "")}
+	t := e.RouteTable(now, ttl, "")
+	m := &RoutesMemo{Alive: alive, Table: t, Digest: t.Digest()}
 	e.routes.Store(m)
 	return m
 }
@@ -196,8 +273,10 @@ func (e *EnvIndex) NextExpiry(now time.Time, ttl time.Duration) time.Time {
 	if alive == 0 {
 		return time.Time{}
 	}
-	// Alive while now <= run_date + ttl: dead a nanosecond later.
-	return e.Nodes[alive-1].RunDate.Add(ttl + time.Nanosecond)
+	// Alive while now <= heartbeat + ttl: dead a nanosecond later. The
+	// heartbeat, not run_date: a run_date ahead of the reader's clock counts
+	// from when it was read (Node.Heartbeat), as AliveCount judges it.
+	return e.Nodes[alive-1].Heartbeat().Add(ttl + time.Nanosecond)
 }
 
 // NextExpiry is the earliest NextExpiry of the snapshot's envs; zero when no
