@@ -333,7 +333,9 @@ type SnapshotSource interface {
 // that followers wait on a channel instead of polling.
 type SnapshotNotifier interface {
 	SnapshotSource
-	// Published returns a channel that is closed once a snapshot newer than
-	// the one Snapshot returns after this call is published.
+	// Published returns a channel that is closed once a snapshot whose
+	// indexes differ from those of the one Snapshot returns after this call
+	// is published. A snapshot that only refreshes sync times is swapped in
+	// without an announcement.
 	Published() <-chan struct{}
 }

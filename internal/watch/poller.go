@@ -320,7 +320,9 @@ func parseEntry(namespace, env, key, raw string, opts model.ParseOptions) model.
 }
 
 // rebuild re-indexes the dirty envs and publishes a snapshot that shares every
-// other env's index with the previous one; p.mu is held.
+// other env's index with the previous one; p.mu is held. With nothing dirty
+// it swaps in a snapshot with fresh sync times and the same indexes, and
+// announces nothing (Published): a poll that changes nothing wakes nobody.
 func (p *Poller) rebuild(dirty map[string]struct{}) {
 	if len(dirty) > 0 {
 		byEnv := make(map[string][]model.Entry, len(dirty))
@@ -345,13 +347,22 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 			p.envs[env] = idx
 		}
 	}
+	prev := p.current.Load()
 	snap := &model.Snapshot{
-		Envs:              maps.Clone(p.envs),
-		EnvNames:          slices.Sorted(maps.Keys(p.envs)),
+		Envs:              prev.Envs,
+		EnvNames:          prev.EnvNames,
 		NamespaceSyncedAt: maps.Clone(p.syncedAt),
-		Namespaces:        slices.Clone(p.opts.Namespaces),
+		Namespaces:        prev.Namespaces,
+	}
+	if len(dirty) > 0 {
+		snap.Envs, snap.EnvNames = maps.Clone(p.envs), slices.Sorted(maps.Keys(p.envs))
 	}
 	p.current.Store(snap)
+	if len(dirty) == 0 {
+		// Only the sync times moved: readers see them, and nobody is woken
+		// for data that did not change.
+		return
+	}
 	// Stored first: whoever took the old channel before reading the old
 	// snapshot is woken after the new one is readable.
 	next := make(chan struct{})

@@ -470,3 +470,51 @@ func TestPollTimesOutAHungList(t *testing.T) {
 		t.Error("the namespace after the hung one was not read")
 	}
 }
+
+func TestPollThatChangesNothingAnnouncesNothing(t *testing.T) {
+	data := map[string]string{
+		"user-service.1": entry("prod", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
+	}
+	f := newFixture(t, []string{"firefly"}, configMap("firefly", "ff-registry-prod", "10", data))
+	now := baseTime
+	f.poller.opts.Now = func() time.Time { return now }
+	announced := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+
+	first := f.poller.Published()
+	f.poller.Poll(context.Background())
+	if !announced(first) {
+		t.Fatal("the first poll that read data announced nothing")
+	}
+	before := f.poller.Snapshot()
+
+	// Nothing changed: the sync time moves on, the indexes stay, nobody wakes.
+	quiet := f.poller.Published()
+	now = now.Add(2 * time.Second)
+	f.poller.Poll(context.Background())
+	after := f.poller.Snapshot()
+	if announced(quiet) {
+		t.Error("a poll that changed nothing announced a snapshot")
+	}
+	if !after.SyncedAt().Equal(now) {
+		t.Errorf("synced at %s after the quiet poll, want %s", after.SyncedAt(), now)
+	}
+	if after.Envs["prod"] != before.Envs["prod"] || &after.EnvNames[0] != &before.EnvNames[0] {
+		t.Error("a quiet poll rebuilt the index")
+	}
+
+	// A heartbeat changes an entry: announced.
+	f.update(t, configMap("firefly", "ff-registry-prod", "11", map[string]string{
+		"user-service.1": entry("prod", "user-service", 1, baseTime.Add(5*time.Second), "/acme.user.v1.UserService/Login"),
+	}))
+	f.poller.Poll(context.Background())
+	if !announced(quiet) {
+		t.Error("a poll that changed an entry announced nothing")
+	}
+}
