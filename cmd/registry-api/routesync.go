@@ -11,16 +11,16 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/acme/registry-api/internal/export"
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/routesync"
-	"github.com/acme/registry-api/internal/watch"
 )
 
 // newRouteSync builds the route sync that REGISTRY_SYNC_GRPCROUTES and
 // REGISTRY_SYNC_ISTIO ask for; nil when both are off. Every replica runs
 // its Discover, so that each reports the same kinds in /v1/envs/{env}; the
 // leader runs its Run.
-func newRouteSync(cfg settings, restCfg *rest.Config, poller *watch.Poller, log zerolog.Logger, reg prometheus.Registerer) (*routesync.Syncer, error) {
+func newRouteSync(cfg settings, restCfg *rest.Config, hub *follow.Hub, log zerolog.Logger, reg prometheus.Registerer) (*routesync.Syncer, error) {
 	if !cfg.SyncGRPCRoutes && !cfg.SyncIstio {
 		return nil, nil
 	}
@@ -40,7 +40,7 @@ func newRouteSync(cfg settings, restCfg *rest.Config, poller *watch.Poller, log 
 		kinds = append(kinds, routesync.IstioKinds()...)
 	}
 	return routesync.New(routesync.Options{
-		Source:    poller,
+		Follow:    hub,
 		Client:    dyn,
 		Discovery: disco,
 		Kinds:     kinds,

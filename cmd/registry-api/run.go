@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
@@ -87,6 +88,12 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	// One hub judges the route tables for every follower: event streams,
+	// blocked queries and route sync.
+	hub, err := follow.New(follow.Options{Source: poller, TTL: cfg.TTL, MaxFollowers: cfg.MaxFollowers, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	// Closed when draining begins: event streams and blocked queries end
 	// then, since http.Server.Shutdown waits for them but never ends them.
 	draining := make(chan struct{})
@@ -100,7 +107,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 		Registry:           reg,
 		ReadOnly:           cfg.ReadOnly,
 		WriteNamespace:     cfg.writeNamespace,
-		MaxFollowers:       cfg.MaxFollowers,
+		Follow:             hub,
 		Drain:              draining,
 		Gateway:            cfg.gateway,
 		IstioVersionHeader: cfg.IstioVersionHeader,
@@ -108,7 +115,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 	if err := configureAuth(&deps, cfg, client, log, reg); err != nil {
 		return err
 	}
-	routeSync, err := newRouteSync(cfg, restCfg, poller, log, reg)
+	routeSync, err := newRouteSync(cfg, restCfg, hub, log, reg)
 	if err != nil {
 		return err
 	}

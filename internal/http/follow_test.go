@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 )
 
@@ -92,7 +92,7 @@ func TestBlockingQuery(t *testing.T) {
 		if b.answered() {
 			t.Fatalf("answered at once: %d %s", b.rec.Code, b.rec.Body)
 		}
-		if got := testutil.ToFloat64(srv.follow.m.open.WithLabelValues("blocking")); got != 1 {
+		if got := metricValue(t, srv, "registry_api_followers", "blocking"); got != 1 {
 			t.Errorf("blocked queries gauge %v, want 1", got)
 		}
 		// A heartbeat publishes a snapshot and changes no route: still waiting.
@@ -115,7 +115,7 @@ func TestBlockingQuery(t *testing.T) {
 		if got := b.rec.Header().Get("Preference-Applied"); got != "wait=60" {
 			t.Errorf("Preference-Applied %q", got)
 		}
-		if got := testutil.ToFloat64(srv.follow.m.wakeups.WithLabelValues(causeData)); got != 1 {
+		if got := metricValue(t, srv, "registry_api_follow_wakeups_total", "data"); got != 1 {
 			t.Errorf("data wake-ups %v, want 1", got)
 		}
 	})
@@ -154,7 +154,7 @@ func TestBlockingQueryWakesAtDeathByTTL(t *testing.T) {
 		if r := v.Routes[1]; r.Method != getUser || r.Targets[0].Instances != 1 {
 			t.Errorf("after the death: %+v", r)
 		}
-		if got := testutil.ToFloat64(srv.follow.m.wakeups.WithLabelValues(causeExpiry)); got != 1 {
+		if got := metricValue(t, srv, "registry_api_follow_wakeups_total", "expiry"); got != 1 {
 			t.Errorf("expiry wake-ups %v, want 1", got)
 		}
 	})
@@ -392,7 +392,7 @@ func TestEventStream(t *testing.T) {
 			t.Error("no keepalive comment after 15 s")
 		}
 		// Meanwhile (at +10s) the other instances died too: a third change.
-		if got := testutil.ToFloat64(srv.follow.m.events.WithLabelValues("change")); got != 3 {
+		if got := metricValue(t, srv, "registry_api_stream_events_total", "change"); got != 3 {
 			t.Errorf("change events counted %v, want 3", got)
 		}
 		stop()
@@ -448,7 +448,7 @@ func TestEventStreamResetsSlowConsumer(t *testing.T) {
 		w.mu.Lock()
 		w.gate = gate
 		w.mu.Unlock()
-		for i := range maxStreamLag + 2 {
+		for i := range follow.MaxLag + 2 {
 			nodes := append(fleet(start), node{app: "order-service", version: "v1", internal: "order-service:9090", lease: int64(100 + i), runDate: start, methods: []string{"/acme.order.v1.OrderService/Create"}})
 			src.publish(buildSnapshot(start, nodes[:len(nodes)-(i%2)]...))
 			synctest.Wait()
@@ -464,10 +464,10 @@ func TestEventStreamResetsSlowConsumer(t *testing.T) {
 		if last := evs[len(evs)-1]; last.typ != "reset" || last.data != `{"reason":"slow"}` || last.id != "" {
 			t.Errorf("last event %+v, want a slow reset", last)
 		}
-		if got := testutil.ToFloat64(srv.follow.m.resets.WithLabelValues("slow")); got != 1 {
+		if got := metricValue(t, srv, "registry_api_stream_resets_total", "slow"); got != 1 {
 			t.Errorf("slow resets %v, want 1", got)
 		}
-		if got := testutil.ToFloat64(srv.follow.m.open.WithLabelValues("stream")); got != 0 {
+		if got := metricValue(t, srv, "registry_api_followers", "stream"); got != 0 {
 			t.Errorf("open streams %v after the reset", got)
 		}
 	})
@@ -538,4 +538,30 @@ func checkEventData(t *testing.T, srv *server, pattern string, evs []sse) {
 			t.Errorf("event %s does not match %s: %v", e.typ, name, clip(err.Error(), 500))
 		}
 	}
+}
+
+// metricValue reads one series of the server's metrics: name, with label
+// value label when the metric has a label.
+func metricValue(t *testing.T, srv *server, name, label string) float64 {
+	t.Helper()
+	families, err := srv.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() != label {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s{%s}", name, label)
+	return 0
 }

@@ -176,7 +176,7 @@ func handleListMethods(src model.SnapshotSource, live liveness) http.HandlerFunc
 
 // handleResolveMethod serves GET /v1/envs/{env}/methods/{method}, the hot
 // path: gateways ask it where to send a gRPC call.
-func handleResolveMethod(src model.SnapshotSource, live liveness, fl *follower) http.HandlerFunc {
+func handleResolveMethod(src model.SnapshotSource, live liveness, fl *following) http.HandlerFunc {
 	retryAfter := retryAfterHeader(live.ttl)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if len(r.Header[hdrPrefer]) > 0 && len(r.Header[hdrIfNoneMatch]) > 0 {

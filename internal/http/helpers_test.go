@@ -191,6 +191,13 @@ var headResponseOptions = &openapi3filter.Options{IncludeResponseStatus: true, M
 // checkResponse validates an answer against its operation in openapi.yaml
 // with kin-openapi's response validator, and checks what that validator
 // skips: 304s, and problems from requests that matched no route.
+// unfilteredRoutes reports whether r asks for a whole routes view, whose tag
+// is its table's digest rather than its body's hash.
+func unfilteredRoutes(r *http.Request) bool {
+	p := r.URL.Path
+	return r.URL.RawQuery == "" && (p == "/v1/routes" || strings.HasPrefix(p, "/v1/envs/") && strings.HasSuffix(p, "/routes") && strings.Count(p, "/") == 4)
+}
+
 func checkResponse(t testing.TB, srv *server, r *http.Request, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	path := r.URL.RawPath
@@ -225,8 +232,9 @@ func checkResponse(t testing.TB, srv *server, r *http.Request, rec *httptest.Res
 	}
 	if rec.Code < 300 && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/docs") && r.URL.Path != "/metrics" {
 		// A weak tag (a resolution's) follows the route, not the body;
-		// TestResolutionTagFollowsRoute checks it.
-		if got, want := rec.Header().Get("ETag"), bodyETag(rec.Body.Bytes()); got != want && !strings.HasPrefix(got, "W/") && rec.Header().Get("Content-Type") != "text/event-stream" {
+		// TestResolutionTagFollowsRoute checks it. An unfiltered routes
+		// view's is its table's digest; TestRoutesTagIsTableDigest checks it.
+		if got, want := rec.Header().Get("ETag"), bodyETag(rec.Body.Bytes()); got != want && !strings.HasPrefix(got, "W/") && rec.Header().Get("Content-Type") != "text/event-stream" && !unfilteredRoutes(r) {
 			t.Errorf("%s %s: ETag %s, want %s (the body's hash)", r.Method, r.URL, got, want)
 		}
 	}

@@ -5,15 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 )
 
 // The routes view renders model.RouteTable: per method, the app that owns it
-// and the addresses to send it to. Its ETag is a hash of the body, which
-// holds nothing that moves with a heartbeat, so every replica answers the same
-// tag for the same table and the tag changes exactly when routing does.
+// and the addresses to send it to. The unfiltered view's ETag is the table's
+// model.Digest, which its followers (internal/follow) share, and a filtered
+// view's is a hash of its body; neither holds anything that moves with a
+// heartbeat, so every replica answers the same tag for the same table and
+// the tag changes exactly when routing does.
 
 // routeTableView is GET /v1/envs/{env}/routes.
 type routeTableView struct {
@@ -77,12 +81,11 @@ func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Du
 		if r := memo.Rendered.Load(); r != nil {
 			return r, nil
 		}
-		r, err := encodeRoutes(memo.Table, f)
-		if err != nil {
-			return nil, err
-		}
-		memo.Rendered.Store(r)
-		return r, nil
+		// Followers woken together ask at once: one renders, the others
+		// wait for it instead of rendering the same table beside it.
+		renderMu.Lock()
+		defer renderMu.Unlock()
+		return renderEnvRoutesLocked(env, now, ttl)
 	}
 	// Only filters that name an app or service of the env are kept, so the
 	// cache is bounded by the env's contents, not by what clients send.
@@ -114,8 +117,16 @@ func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode routes of env %q: %w", t.Env, err)
 	}
-	return &model.Rendered{Body: body, ETag: []string{bodyETag(body)}, Length: contentLength(body)}, nil
+	etag := bodyETag(body)
+	if f == (routeFilter{}) {
+		etag = t.Digest().Tag()
+	}
+	return &model.Rendered{Body: body, ETag: []string{etag}, Length: contentLength(body)}, nil
 }
+
+// renderMu lets one request at a time fill a cache of the routes views; a
+// request that finds the rendering cached never takes it.
+var renderMu sync.Mutex
 
 // renderAllRoutes renders every env's unfiltered routes, {"envs": [...]},
 // from the envs' own renderings, memoized on the snapshot.
@@ -127,10 +138,15 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
 		return &model.Rendered{Body: memo.Body, ETag: memo.ETag, Length: memo.ContentLength}, nil
 	}
+	renderMu.Lock()
+	defer renderMu.Unlock()
+	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
+		return &model.Rendered{Body: memo.Body, ETag: memo.ETag, Length: memo.ContentLength}, nil
+	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"envs":[`)
 	for i, name := range snap.EnvNames {
-		r, err := renderRoutes(snap.Envs[name], routeFilter{}, now, ttl)
+		r, err := renderEnvRoutesLocked(snap.Envs[name], now, ttl)
 		if err != nil {
 			return nil, err
 		}
@@ -141,9 +157,24 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 	}
 	buf.WriteString("]}\n")
 	body := buf.Bytes()
-	etag, length := []string{bodyETag(body)}, contentLength(body)
+	etag, length := []string{snap.RoutesDigest(now, ttl).Tag()}, contentLength(body)
 	snap.RoutesMemo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
 	return &model.Rendered{Body: body, ETag: etag, Length: length}, nil
+}
+
+// renderEnvRoutesLocked is renderRoutes of the unfiltered view with
+// renderMu held.
+func renderEnvRoutesLocked(env *model.EnvIndex, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+	memo := env.Routes(now, ttl)
+	if r := memo.Rendered.Load(); r != nil {
+		return r, nil
+	}
+	r, err := encodeRoutes(memo.Table, routeFilter{})
+	if err != nil {
+		return nil, err
+	}
+	memo.Rendered.Store(r)
+	return r, nil
 }
 
 func slicesEqual(a, b []int) bool {
@@ -182,7 +213,7 @@ func marshal(v any) ([]byte, error) {
 
 // handleEnvRoutes serves GET /v1/envs/{env}/routes, a blocking query when
 // asked to wait (see follow.go).
-func handleEnvRoutes(live liveness, fl *follower) http.HandlerFunc {
+func handleEnvRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := pathParam(r, "env")
 		f := routeFilterOf(r)
@@ -197,9 +228,9 @@ func handleEnvRoutes(live liveness, fl *follower) http.HandlerFunc {
 }
 
 // handleAllRoutes serves GET /v1/routes: every env's routes at once.
-func handleAllRoutes(live liveness, fl *follower) http.HandlerFunc {
+func handleAllRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		fl.serveBlocking(w, r, allEnvs, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		fl.serveBlocking(w, r, follow.AllEnvs, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
 			setSyncedAt(w, snap.SyncedAt())
 			return renderAllRoutes(snap, now, live.ttl)
 		})
@@ -208,7 +239,7 @@ func handleAllRoutes(live liveness, fl *follower) http.HandlerFunc {
 
 // serveBlockingResolve answers GET /v1/envs/{env}/methods/{method} as a
 // blocking query: it waits on the env's routes, which hold the method's.
-func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness, fl *follower) {
+func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness, fl *following) {
 	name := pathParam(r, "env")
 	method, err := methodParam(r)
 	if err != nil {

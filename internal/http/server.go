@@ -16,6 +16,7 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/export"
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/registry"
 	"github.com/acme/registry-api/internal/routesync"
@@ -60,8 +61,12 @@ type Deps struct {
 	// BodyReadTimeout bounds how long a request body may take to arrive;
 	// zero means 10 s.
 	BodyReadTimeout time.Duration
-	// MaxFollowers caps open event streams and blocked queries together;
-	// beyond it they answer 503 too_many_followers. Zero means 4096.
+	// Follow judges the followed route tables; nil makes one over
+	// Snapshots with Now, TTL and MaxFollowers.
+	Follow *follow.Hub
+	// MaxFollowers caps open event streams and blocked queries together
+	// when the server makes its own Follow; beyond it they answer 503
+	// too_many_followers. Zero means follow.DefaultMaxFollowers.
 	MaxFollowers int
 	// Drain, once closed, ends event streams and blocked queries: the
 	// server is shutting down (http.Server.RegisterOnShutdown closes it).
@@ -145,7 +150,9 @@ type server struct {
 	router  *chi.Mux
 	spec    *apiSpec
 	metrics *httpMetrics
-	follow  *follower
+	follow  *following
+	// registry is what /metrics serves.
+	registry *prometheus.Registry
 	// admission is shared by every request; see admit.
 	admission *admission
 }
@@ -176,9 +183,17 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	fm, err := newFollowMetrics(deps.Registry)
+	sm, err := newStreamMetrics(deps.Registry)
 	if err != nil {
 		return nil, err
+	}
+	hub := deps.Follow
+	if hub == nil {
+		hub, err = follow.New(follow.Options{Source: deps.Snapshots, Now: deps.Now, TTL: deps.TTL,
+			MaxFollowers: deps.MaxFollowers, Registerer: deps.Registry})
+		if err != nil {
+			return nil, err
+		}
 	}
 	s := &server{
 		log:     deps.Log,
@@ -191,7 +206,9 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
-		follow: newFollower(deps, fm),
+		registry: deps.Registry,
+		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
+			drain: deps.Drain, m: sm},
 	}
 	addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document

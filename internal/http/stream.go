@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 )
 
-// Event streams (Server-Sent Events) of the route table. A stream keeps the
-// tables it last sent and, on each change of its topic, sends what differs:
-// changes that pile up while a write is slow are folded into one event, so a
-// stream holds at most one table per env whatever its client's pace. A
-// client so slow that its topic moved on by more than maxStreamLag changes
-// during one write is sent a reset and dropped.
+// Event streams (Server-Sent Events) of the route table. A stream remembers
+// the revision it last sent (internal/follow) and, when its topic moves on,
+// writes the change from it to the head: the event is encoded once per
+// change and shared by every stream that sends it, and changes that pile up
+// while a write is slow fold into one event. A client so slow that its topic
+// moved on by more than follow.MaxLag revisions during one write is sent a
+// reset and dropped.
 
 const (
 	// keepaliveInterval is how often an idle stream writes a comment, so
@@ -24,8 +27,6 @@ const (
 	// streamWriteTimeout bounds each event's write; a client that takes
 	// longer is gone.
 	streamWriteTimeout = 10 * time.Second
-	// maxStreamLag is how many changes a stream may fall behind by.
-	maxStreamLag = 64
 	// reconnectMillis is the SSE retry a client is told to wait.
 	reconnectMillis = 1000
 )
@@ -59,70 +60,59 @@ func newEnvChangeView(c *model.RouteChanges) envChangeView {
 	return v
 }
 
-// streamView is what one stream follows: one env, or every env (env == "").
-type streamView struct {
-	env string
-	ttl time.Duration
+// encodeChangeEvent renders a change as the whole event that carries it,
+// once per change (follow.Change.Event): every stream at that revision writes
+// the same bytes.
+func encodeChangeEvent(c *follow.Change) ([]byte, error) {
+	v := routeChangeView{Tag: c.Tag, Envs: make([]envChangeView, len(c.Envs))}
+	for i := range c.Envs {
+		v.Envs[i] = newEnvChangeView(&c.Envs[i])
+	}
+	data, err := marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode route change %s: %w", c.Tag, err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data) + len(c.Tag) + 32)
+	writeEventHead(&buf, "change", c.Tag)
+	buf.Write(bytes.TrimSuffix(data, []byte("\n")))
+	buf.WriteString("\n\n")
+	return buf.Bytes(), nil
 }
 
-func (v streamView) key() string {
-	if v.env == "" {
-		return allEnvs
+// writeEventHead writes an event's lines up to its data; an empty id is left
+// out, since it would clear the client's last event id.
+func writeEventHead(buf *bytes.Buffer, typ, id string) {
+	buf.WriteString("event: ")
+	buf.WriteString(typ)
+	if id != "" {
+		buf.WriteString("\nid: ")
+		buf.WriteString(id)
 	}
-	return v.env
+	buf.WriteString("\ndata: ")
 }
 
-// render is the view's snapshot event body and tag at now.
-func (v streamView) render(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
-	if v.env == "" {
-		return renderAllRoutes(snap, now, v.ttl)
+// renderTopic is the snapshot event's body of topic key as head judged it.
+func renderTopic(key string, head follow.Head, ttl time.Duration) (*model.Rendered, error) {
+	if key == follow.AllEnvs {
+		return renderAllRoutes(head.Snap, head.At, ttl)
 	}
-	env := snap.Envs[v.env]
+	env := head.Snap.Envs[key]
 	if env == nil {
 		// A followed env that went away is an empty table.
-		return encodeRoutes(&model.RouteTable{Env: v.env}, routeFilter{})
+		return encodeRoutes(&model.RouteTable{Env: key}, routeFilter{})
 	}
-	return renderRoutes(env, routeFilter{}, now, v.ttl)
+	return renderRoutes(env, routeFilter{}, head.At, ttl)
 }
 
-// tables are the view's tables at now, by env.
-func (v streamView) tables(snap *model.Snapshot, now time.Time) map[string]*model.RouteTable {
-	out := make(map[string]*model.RouteTable)
-	if v.env != "" {
-		if env := snap.Envs[v.env]; env != nil {
-			out[v.env] = env.Routes(now, v.ttl).Table
-		}
-		return out
+// lastEventID is the tag a reconnecting client holds, quoted as tags are;
+// the quotes may be left off.
+func lastEventID(r *http.Request) string {
+	id := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
+	if id == "" || strings.HasPrefix(id, `"`) {
+		return id
 	}
-	for name, env := range snap.Envs {
-		out[name] = env.Routes(now, v.ttl).Table
-	}
-	return out
-}
-
-// changes lists what differs between two views' tables, by env.
-func (v streamView) changes(old, cur map[string]*model.RouteTable) []envChangeView {
-	names := make([]string, 0, len(old)+len(cur))
-	for name := range old {
-		names = append(names, name)
-	}
-	for name := range cur {
-		if _, ok := old[name]; !ok {
-			names = append(names, name)
-		}
-	}
-	if v.env != "" && len(names) == 0 {
-		names = append(names, v.env)
-	}
-	slices.Sort(names)
-	out := []envChangeView{}
-	for _, name := range names {
-		c := model.DiffRoutes(name, old[name], cur[name])
-		if !c.Empty() {
-			out = append(out, newEnvChangeView(&c))
-		}
-	}
-	return out
+	return `"` + id + `"`
 }
 
 // writeStreamHeaders starts an event stream's answer: unbuffered by
@@ -138,12 +128,12 @@ func writeStreamHeaders(w http.ResponseWriter) {
 
 // handleRouteEvents serves GET /v1/envs/{env}/routes/events and, with
 // all set, GET /v1/routes/events.
-func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
+func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		v := streamView{ttl: live.ttl}
+		key := follow.AllEnvs
 		if !all {
-			v.env = pathParam(r, "env")
-			if _, err := lookupEnv(w, current(fl.src), v.env); err != nil {
+			key = pathParam(r, "env")
+			if _, err := lookupEnv(w, current(fl.src), key); err != nil {
 				writeProblem(w, r, err)
 				return
 			}
@@ -153,62 +143,53 @@ func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
 			writeStreamHeaders(w)
 			return
 		}
-		release, err := fl.admit("stream")
-		if err != nil {
-			w.Header()[hdrRetryAfter] = retryFollowAfter
-			writeProblem(w, r, err)
+		f := fl.admit(w, r, key, "stream")
+		if f == nil {
 			return
 		}
-		defer release()
-		unsubscribe := fl.subscribe(v.key())
-		defer unsubscribe()
-		s := &stream{w: w, rc: http.NewResponseController(w), m: fl.m}
+		defer f.Close()
 
-		st := fl.state(v.key())
-		out, err := v.render(st.snap, st.at)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
+		head := f.Head()
+		var first *model.Rendered
+		from := f.Find(lastEventID(r))
+		if from == nil {
+			// A tag this replica does not remember gets the whole table.
+			out, err := renderTopic(key, head, fl.live.ttl)
+			if err != nil {
+				writeProblem(w, r, err)
+				return
+			}
+			first = out
 		}
 		writeStreamHeaders(w)
-		tag := out.ETag[0]
-		fmt.Fprintf(&s.buf, "retry: %d\n\n", reconnectMillis)
-		if r.Header.Get("Last-Event-ID") != tag {
-			s.event("snapshot", tag, bytes.TrimSuffix(out.Body, []byte("\n")))
+		s := &stream{w: w, rc: http.NewResponseController(w), m: fl.m}
+		s.buf = append(s.buf, retryLine...)
+		switch {
+		case first != nil:
+			s.snapshot(head.Tag, first.Body)
+		case from != head.Revision && from.Tag != head.Tag:
+			if !s.change(from, head.Revision) {
+				return
+			}
 		}
 		if s.flush() != nil {
 			return
 		}
-		tables := v.tables(st.snap, st.at)
-		gen := st.gen
+		sent := head.Revision
 
 		keepalive := time.NewTicker(keepaliveInterval)
 		defer keepalive.Stop()
 		for {
 			select {
-			case <-st.changed:
-				st = fl.state(v.key())
-				if st.gen-gen > maxStreamLag {
-					fl.m.resets.WithLabelValues("slow").Inc()
-					s.reset("slow")
+			case <-head.Changed:
+				head = f.Head()
+				if !s.change(sent, head.Revision) {
 					return
 				}
-				gen = st.gen
-				out, err := v.render(st.snap, st.at)
-				if err != nil || out.ETag[0] == tag {
-					continue
-				}
-				cur := v.tables(st.snap, st.at)
-				body, err := marshal(routeChangeView{Tag: out.ETag[0], Envs: v.changes(tables, cur)})
-				if err != nil {
-					continue // only a bug: the next change carries the difference
-				}
-				tables, tag = cur, out.ETag[0]
-				s.event("change", tag, bytes.TrimSuffix(body, []byte("\n")))
+				sent = head.Revision
 			case <-keepalive.C:
-				s.buf.WriteString(": keepalive\n\n")
+				s.buf = append(s.buf, keepaliveComment...)
 			case <-fl.drain:
-				fl.m.resets.WithLabelValues("shutdown").Inc()
 				s.reset("shutdown")
 				return
 			case <-r.Context().Done():
@@ -221,43 +202,87 @@ func handleRouteEvents(live liveness, fl *follower, all bool) http.HandlerFunc {
 	}
 }
 
-// stream writes a Server-Sent Events response.
+var (
+	retryLine        = []byte("retry: " + strconv.Itoa(reconnectMillis) + "\n\n")
+	keepaliveComment = []byte(": keepalive\n\n")
+)
+
+// stream writes a Server-Sent Events response. It holds no copy of what it
+// writes: an event's bytes are the shared rendering of a snapshot or a
+// change, written straight to the connection; buf gathers only the few
+// bytes of lines of its own.
 type stream struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
-	m   *followMetrics
-	buf bytes.Buffer
+	m   *streamMetrics
+	buf []byte
+	// shared is the rendering queued after buf; nil when none.
+	shared [][]byte
 }
 
-// event queues one event; data must hold no newline (compact JSON has none).
-func (s *stream) event(typ, id string, data []byte) {
-	s.buf.WriteString("event: ")
-	s.buf.WriteString(typ)
-	// An empty id would clear the client's last event id: omit it instead.
-	if id != "" {
-		s.buf.WriteString("\nid: ")
-		s.buf.WriteString(id)
+// snapshot queues the snapshot event: body is the shared rendering of the
+// table, ending in a newline, which the event's own blank line replaces.
+func (s *stream) snapshot(tag string, body []byte) {
+	var head bytes.Buffer
+	writeEventHead(&head, "snapshot", tag)
+	s.queue(head.Bytes(), bytes.TrimSuffix(body, []byte("\n")), []byte("\n\n"))
+	s.m.events.WithLabelValues("snapshot").Inc()
+}
+
+// change queues the change from revision from to revision to; false when
+// the stream fell too far behind and was reset.
+func (s *stream) change(from, to *follow.Revision) bool {
+	c, err := follow.Since(from, to)
+	if err != nil {
+		s.reset("slow")
+		return false
 	}
-	s.buf.WriteString("\ndata: ")
-	s.buf.Write(data)
-	s.buf.WriteString("\n\n")
-	s.m.events.WithLabelValues(typ).Inc()
+	ev, err := c.Event(encodeChangeEvent)
+	if err != nil {
+		return true // only a bug: the next change carries the difference
+	}
+	s.queue(ev)
+	s.m.events.WithLabelValues("change").Inc()
+	return true
+}
+
+// queue adds shared bytes after what is queued.
+func (s *stream) queue(parts ...[]byte) {
+	if len(s.buf) > 0 {
+		s.shared = append(s.shared, s.buf)
+		s.buf = nil
+	}
+	s.shared = append(s.shared, parts...)
 }
 
 // reset tells the client the server ends the stream, and why.
 func (s *stream) reset(reason string) {
-	s.event("reset", "", []byte(`{"reason":"`+reason+`"}`))
+	s.m.resets.WithLabelValues(reason).Inc()
+	var ev bytes.Buffer
+	writeEventHead(&ev, "reset", "")
+	ev.WriteString(`{"reason":"` + reason + `"}` + "\n\n")
+	s.queue(ev.Bytes())
+	s.m.events.WithLabelValues("reset").Inc()
 	_ = s.flush()
 }
 
 // flush writes what is queued within streamWriteTimeout.
 func (s *stream) flush() error {
-	if s.buf.Len() == 0 {
+	if len(s.buf) == 0 && len(s.shared) == 0 {
 		return nil
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-	_, err := s.w.Write(s.buf.Bytes())
-	s.buf.Reset()
+	var err error
+	for _, p := range s.shared {
+		if _, err = s.w.Write(p); err != nil {
+			break
+		}
+	}
+	if err == nil && len(s.buf) > 0 {
+		_, err = s.w.Write(s.buf)
+	}
+	clear(s.shared)
+	s.shared, s.buf = s.shared[:0], s.buf[:0]
 	if err == nil {
 		err = s.rc.Flush()
 	}

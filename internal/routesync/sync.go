@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acme/registry-api/internal/export"
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
 )
 
@@ -60,21 +61,16 @@ type Kind struct {
 	Routes func(*unstructured.Unstructured) []string
 }
 
-// Source is where the route table comes from: the poller.
-type Source interface {
-	Snapshot() *model.Snapshot
-	// Published is closed once a newer snapshot is published.
-	Published() <-chan struct{}
-}
-
 // Build makes one env's objects, of every kind the sync manages, from its
 // route table; namespaces names each app's namespace.
 type Build func(env string, table *model.RouteTable, namespaces map[string]string) ([]*unstructured.Unstructured, error)
 
-// Options configure a Syncer. Source, Client, Discovery, Kinds and Build are
+// Options configure a Syncer. Follow, Client, Discovery, Kinds and Build are
 // required; the zero value of the others is their default.
 type Options struct {
-	Source    Source
+	// Follow is where the route table comes from: the sync follows every
+	// env's routes there, and wakes when their tag changes.
+	Follow    *follow.Hub
 	Client    dynamic.Interface
 	Discovery discovery.ServerResourcesInterface
 	Kinds     []Kind
@@ -101,8 +97,8 @@ type Options struct {
 
 func (o *Options) validate() error {
 	switch {
-	case o.Source == nil || o.Client == nil || o.Discovery == nil || o.Build == nil:
-		return errors.New("route sync: needs a source, a dynamic client, discovery and a builder")
+	case o.Follow == nil || o.Client == nil || o.Discovery == nil || o.Build == nil:
+		return errors.New("route sync: needs a follow hub, a dynamic client, discovery and a builder")
 	case len(o.Kinds) == 0:
 		return errors.New("route sync: no kinds to sync")
 	case o.TTL <= 0:
@@ -138,6 +134,7 @@ type Syncer struct {
 	checked  time.Time
 
 	// The leader's state, reset at the start of each term (Run).
+	routes *follow.Follower // every env's routes, while leading
 	memory map[string]*envMemory
 	// quietUntil: until then nothing is removed (a new term, fresh data
 	// after stale).
@@ -145,10 +142,15 @@ type Syncer struct {
 	stale      bool
 	// applied is the hash of what was last applied, by object; lastTable
 	// the hash of everything last reconciled, lastFull when every object
-	// was last applied.
-	applied   map[objectKey]string
-	lastTable string
-	lastFull  time.Time
+	// was last applied. lastRoutes is the route table's tag, with the quiet
+	// and discovery state, of the last reconcile, and graceEnds when the
+	// first remembered method's grace runs out: until then, the same
+	// lastRoutes builds the same objects, and nothing is rebuilt.
+	applied    map[objectKey]string
+	lastTable  string
+	lastRoutes string
+	graceEnds  time.Time
+	lastFull   time.Time
 	// foreign are the objects whose name someone else holds, already logged.
 	foreign map[objectKey]bool
 }
@@ -162,7 +164,12 @@ type envMemory struct {
 
 type remembered struct {
 	route model.Route
-	seen  time.Time
+	// seen is when the method was last judged live; live, whether it was
+	// at the last build. A method live at one build is live until the
+	// table changes, and the next build is at that change: so one that is
+	// gone then was seen until then.
+	seen time.Time
+	live bool
 }
 
 type objectKey struct{ kind, namespace, name string }
@@ -256,12 +263,14 @@ func (s *Syncer) discover() []KindStatus {
 	return out
 }
 
-// Run reconciles whenever a snapshot is published or a deadline (a grace
-// period running out, a resync) comes, until ctx ends: the leader's work.
+// Run reconciles whenever the route table's tag changes or a deadline (a
+// grace period running out, a resync) comes, until ctx ends: the leader's
+// work.
 func (s *Syncer) Run(ctx context.Context) {
 	s.startTerm(s.o.Now())
+	defer s.endTerm()
 	for {
-		published := s.o.Source.Published()
+		changed := s.follower().Head().Changed
 		next := s.Reconcile(ctx)
 		wait := time.Until(next)
 		if next.IsZero() {
@@ -272,7 +281,7 @@ func (s *Syncer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			timer.Stop()
 			return
-		case <-published:
+		case <-changed:
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -284,16 +293,33 @@ func (s *Syncer) startTerm(now time.Time) {
 	s.memory = map[string]*envMemory{}
 	s.applied = map[objectKey]string{}
 	s.foreign = map[objectKey]bool{}
-	s.lastTable, s.lastFull = "", time.Time{}
+	s.lastTable, s.lastRoutes, s.lastFull, s.graceEnds = "", "", time.Time{}, time.Time{}
 	s.quietUntil = now.Add(s.o.Grace)
 	s.stale = false
+}
+
+// follower is the leader's subscription to every env's routes.
+func (s *Syncer) follower() *follow.Follower {
+	if s.routes == nil {
+		s.routes = s.o.Follow.Subscribe(follow.AllEnvs)
+	}
+	return s.routes
+}
+
+// endTerm lets the routes go: a replica that does not lead follows nothing.
+func (s *Syncer) endTerm() {
+	if s.routes != nil {
+		s.routes.Close()
+		s.routes = nil
+	}
 }
 
 // Reconcile brings the cluster's managed objects to the current route
 // table once, and returns when it should run again at the latest.
 func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	now := s.o.Now()
-	snap := s.o.Source.Snapshot()
+	head := s.follower().Head()
+	snap := head.Snap
 	if synced := snap.SyncedAt(); synced.IsZero() || now.Sub(synced) > s.o.MaxStaleness {
 		if !s.stale {
 			s.o.Log.Warn().Time("synced_at", synced).Msg("route sync: the registry's data is not fresh; changing nothing until it is")
@@ -319,21 +345,33 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 		// Which kinds are served is not known yet.
 		return now.Add(retryDiscovery)
 	}
-	desired, next, err := s.desired(snap, now)
+	quiet := now.Before(s.quietUntil)
+	full := now.Sub(s.lastFull) >= s.o.Resync
+	routes := head.Tag + fmt.Sprint(quiet, status)
+	if routes == s.lastRoutes && !full && (s.graceEnds.IsZero() || now.Before(s.graceEnds)) {
+		// The same table, quiet state and kinds build the same objects.
+		s.m.lastSuccess.Set(unixSeconds(now))
+		next := earliest(s.graceEnds, s.lastFull.Add(s.o.Resync))
+		if quiet {
+			next = earliest(next, s.quietUntil)
+		}
+		return next
+	}
+	desired, next, err := s.desired(snap, head.At, now)
 	if err != nil {
 		s.o.Log.Error().Err(err).Msg("route sync: building the objects failed")
 		s.m.errors.WithLabelValues("", "build").Inc()
 		return now.Add(s.o.MaxStaleness)
 	}
-	quiet := now.Before(s.quietUntil)
+	graceEnds := next
 	if quiet {
 		next = earliest(next, s.quietUntil)
 	}
-	full := now.Sub(s.lastFull) >= s.o.Resync
 	next = earliest(next, s.lastFull.Add(s.o.Resync))
 	hashes := hashObjects(desired)
 	tableHash := digest(hashes) + fmt.Sprint(quiet, status)
 	if tableHash == s.lastTable && !full {
+		s.lastRoutes, s.graceEnds = routes, graceEnds
 		s.m.lastSuccess.Set(unixSeconds(now))
 		return next
 	}
@@ -354,7 +392,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 		// Try again soon; the API server may be back.
 		return earliest(next, now.Add(min(s.o.MaxStaleness, 5*time.Second)))
 	}
-	s.lastTable = tableHash
+	s.lastTable, s.lastRoutes, s.graceEnds = tableHash, routes, graceEnds
 	if full {
 		s.lastFull = now
 		next = earliest(next, now.Add(s.o.Resync))
@@ -364,9 +402,9 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 }
 
 // desired builds every object the route table calls for now, by kind and
-// key, from what is live and what was live within the grace period. next is
-// when a remembered method's grace runs out.
-func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[objectKey]*unstructured.Unstructured, time.Time, error) {
+// key, from what is live (the tables judged at at) and what was live within
+// the grace period. next is when a remembered method's grace runs out.
+func (s *Syncer) desired(snap *model.Snapshot, at, now time.Time) (map[string]map[objectKey]*unstructured.Unstructured, time.Time, error) {
 	out := map[string]map[objectKey]*unstructured.Unstructured{}
 	var next time.Time
 	envs := make([]string, 0, len(snap.EnvNames)+len(s.memory))
@@ -385,7 +423,7 @@ func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[ob
 		}
 		var live *model.RouteTable
 		if env := snap.Envs[name]; env != nil {
-			live = env.Routes(now, s.o.TTL).Table
+			live = env.Routes(at, s.o.TTL).Table
 			for app, ns := range export.AppNamespaces(env) {
 				mem.namespaces[app] = ns
 			}
@@ -395,13 +433,18 @@ func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[ob
 		table := &model.RouteTable{Env: name}
 		for _, r := range live.Routes {
 			if len(r.Targets) > 0 {
-				mem.routes[r.Method] = remembered{route: r, seen: now}
+				mem.routes[r.Method] = remembered{route: r, seen: now, live: true}
 				table.Routes = append(table.Routes, r)
 			}
 		}
 		for method, m := range mem.routes {
-			if m.seen.Equal(now) {
+			if m.live && m.seen.Equal(now) {
 				continue
+			}
+			if m.live {
+				// Live at the last build and gone at this one: live until now.
+				m = remembered{route: m.route, seen: now}
+				mem.routes[method] = m
 			}
 			end := m.seen.Add(s.o.Grace)
 			if !now.Before(end) {
@@ -429,10 +472,7 @@ func (s *Syncer) desired(snap *model.Snapshot, now time.Time) (map[string]map[ob
 		}
 	}
 	// A dead instance's method falls out of the live table the moment its
-	// TTL runs out, and its grace starts then.
-	if exp := snap.NextExpiry(now, s.o.TTL); !exp.IsZero() {
-		next = earliest(next, exp)
-	}
+	// TTL runs out: the table's tag changes then, which wakes Run.
 	return out, next, nil
 }
 

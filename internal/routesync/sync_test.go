@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +23,9 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/acme/registry-api/internal/export"
+	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // The unit tests sync a toy kind, Route, one per app, whose spec lists the
@@ -67,14 +70,14 @@ func toAny(s []string) []any {
 	return out
 }
 
-// fakeSource serves one snapshot at a time.
+// fakeSource serves one snapshot at a time; the hub may read it from its
+// own goroutine.
 type fakeSource struct {
-	snap *model.Snapshot
-	ch   chan struct{}
+	snap atomic.Pointer[model.Snapshot]
 }
 
-func (f *fakeSource) Snapshot() *model.Snapshot  { return f.snap }
-func (f *fakeSource) Published() <-chan struct{} { return f.ch }
+func (f *fakeSource) Snapshot() *model.Snapshot { return f.snap.Load() }
+func (f *fakeSource) set(snap *model.Snapshot)  { f.snap.Store(snap) }
 
 // registry builds snapshots of namespace "shop", synced at a given instant.
 type registry struct {
@@ -100,8 +103,9 @@ func (r *registry) snapshot(synced time.Time) *model.Snapshot {
 
 type harness struct {
 	t      *testing.T
-	now    time.Time
+	clock  *testkit.Clock
 	source *fakeSource
+	builds int
 	client *dynamicfake.FakeDynamicClient
 	disco  *fakediscovery.FakeDiscovery
 	reg    *prometheus.Registry
@@ -139,24 +143,34 @@ func newHarness(t *testing.T, served bool, objects ...runtime.Object) *harness {
 		disco.Resources = []*metav1.APIResourceList{{GroupVersion: "example.io/v1",
 			APIResources: []metav1.APIResource{{Name: "routes", Kind: "Route", Namespaced: true}}}}
 	}
-	h := &harness{t: t, now: t0, source: &fakeSource{snap: model.EmptySnapshot([]string{"shop"}), ch: make(chan struct{})},
+	h := &harness{t: t, clock: testkit.NewClock(t0), source: &fakeSource{},
 		client: client, disco: disco, reg: prometheus.NewRegistry()}
-	s, err := New(Options{Source: h.source, Client: client, Discovery: disco, Kinds: []Kind{routeKind}, Build: buildRoutes,
+	h.source.set(model.EmptySnapshot([]string{"shop"}))
+	hub, err := follow.New(follow.Options{Source: h.source, Now: h.clock.Now, TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(env string, table *model.RouteTable, namespaces map[string]string) ([]*unstructured.Unstructured, error) {
+		h.builds++
+		return buildRoutes(env, table, namespaces)
+	}
+	s, err := New(Options{Follow: hub, Client: client, Discovery: disco, Kinds: []Kind{routeKind}, Build: build,
 		TTL: ttl, Grace: grace, MaxStaleness: 5 * time.Second, Namespaces: []string{"shop"},
-		Now: func() time.Time { return h.now }, Log: zerolog.Nop(), Registerer: h.reg})
+		Now: h.clock.Now, Log: zerolog.Nop(), Registerer: h.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.syncer = s
-	s.startTerm(h.now)
+	s.startTerm(h.clock.Now())
+	t.Cleanup(s.endTerm)
 	return h
 }
 
 // at reconciles at instant now over reg, synced then.
 func (h *harness) at(now time.Time, reg *registry) {
 	h.t.Helper()
-	h.now = now
-	h.source.snap = reg.snapshot(now)
+	h.clock.Set(now)
+	h.source.set(reg.snapshot(now))
 	h.syncer.Reconcile(context.Background())
 }
 
@@ -291,8 +305,8 @@ func TestSyncChangesNothingOnStaleData(t *testing.T) {
 	h.want("live", "shop/prod.user-service: /user.v1.Users/Get")
 
 	before := h.writes()
-	h.now = t0.Add(grace + 10*time.Minute)
-	h.source.snap = reg.snapshot(t0.Add(grace)) // last synced ten minutes ago
+	h.clock.Set(t0.Add(grace + 10*time.Minute))
+	h.source.set(reg.snapshot(t0.Add(grace))) // last synced ten minutes ago
 	h.syncer.Reconcile(context.Background())
 	if h.writes() != before {
 		t.Error("a stale snapshot changed the cluster")
@@ -368,7 +382,7 @@ func TestDiscoverRunsBesideReconcile(t *testing.T) {
 	h := newHarness(t, true)
 	h.syncer.o.Resync = time.Millisecond // discover often, on both sides
 	reg := (&registry{}).add("user-service", "/user.v1.Users/Get", t0)
-	h.source.snap = reg.snapshot(t0)
+	h.source.set(reg.snapshot(t0))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -381,4 +395,50 @@ func TestDiscoverRunsBesideReconcile(t *testing.T) {
 	cancel()
 	<-done
 	h.want("beside discovery", "shop/prod.user-service: /user.v1.Users/Get")
+}
+
+// A wake-up whose route table has the tag of the last reconcile builds
+// nothing: heartbeats come and go without a rebuild or a hash of any object.
+func TestSyncDoesNotRebuildAnUnchangedTable(t *testing.T) {
+	h := newHarness(t, true)
+	start := t0.Add(grace) // past the term's quiet start
+	h.at(start, (&registry{}).add("user-service", "/user.v1.Users/Get", start))
+	if h.builds == 0 {
+		t.Fatal("the first reconcile built nothing")
+	}
+	built := h.builds
+	for i := range 5 {
+		// A heartbeat: a new snapshot, the same routes.
+		at := start.Add(time.Duration(i+1) * 5 * time.Second)
+		h.at(at, (&registry{}).add("user-service", "/user.v1.Users/Get", at))
+	}
+	if h.builds != built {
+		t.Errorf("heartbeats rebuilt the objects %d times", h.builds-built)
+	}
+	at := start.Add(30 * time.Second)
+	h.at(at, (&registry{}).add("user-service", "/user.v1.Users/Get", at).add("order-service", "/order.v1.Orders/Get", at))
+	if h.builds == built {
+		t.Error("a new method did not rebuild the objects")
+	}
+	h.want("after a registration", "shop/prod.order-service: /order.v1.Orders/Get", "shop/prod.user-service: /user.v1.Users/Get")
+}
+
+// A method that goes after a long unchanged stretch keeps its rules for the
+// grace period from when it went, not from the last rebuild.
+func TestSyncGraceCountsFromTheChangeAfterAQuietStretch(t *testing.T) {
+	h := newHarness(t, true)
+	start := t0.Add(grace)
+	both := func(at time.Time) *registry {
+		return (&registry{}).add("user-service", "/user.v1.Users/Get", at).add("order-service", "/order.v1.Orders/Get", at)
+	}
+	h.at(start, both(start))
+	quiet := start.Add(10 * time.Minute)
+	h.at(quiet, both(quiet)) // ten minutes of heartbeats, no rebuild
+	gone := quiet.Add(time.Second)
+	h.at(gone, (&registry{}).add("user-service", "/user.v1.Users/Get", gone))
+	h.want("just after the method went", "shop/prod.order-service: /order.v1.Orders/Get", "shop/prod.user-service: /user.v1.Users/Get")
+	h.at(gone.Add(grace-time.Second), (&registry{}).add("user-service", "/user.v1.Users/Get", gone.Add(grace-time.Second)))
+	h.want("within its grace", "shop/prod.order-service: /order.v1.Orders/Get", "shop/prod.user-service: /user.v1.Users/Get")
+	h.at(gone.Add(grace), (&registry{}).add("user-service", "/user.v1.Users/Get", gone.Add(grace)))
+	h.want("after its grace", "shop/prod.user-service: /user.v1.Users/Get")
 }
