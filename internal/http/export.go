@@ -41,93 +41,106 @@ func exportMediaType(r *http.Request) (string, error) {
 	return "", model.Errorf(model.CodeNotAcceptable, "an export is application/json or application/yaml")
 }
 
-// exportEnv is what both exports start from: the media type, the env and
-// its route table at now, with the Options naming its env and tag.
-func exportEnv(w http.ResponseWriter, r *http.Request, src model.SnapshotSource, live liveness) (string, *model.RouteTable, export.Options, error) {
+// exportAnswer is an export rendered: the body with its tag, its media
+// type, and how many addresses it left out.
+type exportAnswer struct {
+	rendered    *model.Rendered
+	contentType []string
+	skipped     []string
+}
+
+// buildExport makes an export's objects from an env's route table.
+type buildExport func(table *model.RouteTable, opts export.Options) ([]*unstructured.Unstructured, []export.Skipped, error)
+
+// serveExport answers an export of the path's env as a v1 List. An export
+// with the server's own options (cached) is rendered once per route table
+// and media type and kept with the table, like the routes view; one with
+// options of the request's own is rendered for it alone.
+func serveExport(w http.ResponseWriter, r *http.Request, src model.SnapshotSource, live liveness, kind string, cached bool, build buildExport) {
 	ct, err := exportMediaType(r)
 	if err != nil {
-		return "", nil, export.Options{}, err
+		writeProblem(w, r, err)
+		return
 	}
 	_, env, err := pathEnv(w, r, src)
 	if err != nil {
-		return "", nil, export.Options{}, err
+		writeProblem(w, r, err)
+		return
 	}
-	now := live.now()
+	memo := env.Routes(live.now(), live.ttl)
+	key := kind + "\x00" + ct
+	if cached {
+		if v, ok := memo.Exports.Load(key); ok {
+			writeExport(w, r, v.(*exportAnswer))
+			return
+		}
+	}
 	// The objects carry the tag of the routes view they were made from.
-	view, err := renderRoutes(env, routeFilter{}, now, live.ttl)
+	opts := export.Options{Env: env.Name, Tag: memo.Digest.Tag(), Namespaces: export.AppNamespaces(env)}
+	objs, skipped, err := build(memo.Table, opts)
 	if err != nil {
-		return "", nil, export.Options{}, err
+		writeProblem(w, r, err)
+		return
 	}
-	opts := export.Options{Env: env.Name, Tag: view.ETag[0], Namespaces: export.AppNamespaces(env)}
-	return ct, env.Routes(now, live.ttl).Table, opts, nil
+	body, err := export.EncodeList(objs)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	answer := &exportAnswer{contentType: ctJSON, skipped: []string{strconv.Itoa(len(skipped))}}
+	if ct == "application/yaml" {
+		answer.contentType = ctYAML
+		if body, err = exportYAML(body, skipped); err != nil {
+			writeProblem(w, r, err)
+			return
+		}
+	}
+	answer.rendered = &model.Rendered{Body: body, ETag: []string{bodyETag(body)}, Length: contentLength(body)}
+	if cached {
+		memo.Exports.Store(key, answer)
+	}
+	writeExport(w, r, answer)
 }
 
 // handleExportGRPCRoutes serves GET /v1/envs/{env}/export/grpcroutes.
 func handleExportGRPCRoutes(src model.SnapshotSource, live liveness, gateway *export.ParentRef) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		parent := gateway
+		parent, own := gateway, false
 		if q := r.URL.Query(); q.Has("gateway") {
 			p, err := export.ParseParentRef(q.Get("gateway"))
 			if err != nil {
 				writeProblem(w, r, &model.Error{Code: model.CodeInvalid, Message: "query parameter \"gateway\": " + clip(err.Error(), maxDetail), Err: err})
 				return
 			}
-			parent = &p
+			parent, own = &p, true
 		}
-		ct, table, opts, err := exportEnv(w, r, src, live)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		opts.Gateway = parent
-		out := export.GRPCRoutes(table, opts)
-		objs, err := out.Objects()
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		writeExport(w, r, ct, objs, out.Skipped)
+		serveExport(w, r, src, live, "grpcroutes", !own, func(table *model.RouteTable, opts export.Options) ([]*unstructured.Unstructured, []export.Skipped, error) {
+			opts.Gateway = parent
+			out := export.GRPCRoutes(table, opts)
+			objs, err := out.Objects()
+			return objs, out.Skipped, err
+		})
 	}
 }
 
 // handleExportIstio serves GET /v1/envs/{env}/export/istio.
 func handleExportIstio(src model.SnapshotSource, live liveness, versionHeader string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ct, table, opts, err := exportEnv(w, r, src, live)
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		opts.VersionHeader = versionHeader
-		out := export.IstioObjects(table, opts)
-		objs, err := out.Objects()
-		if err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-		writeExport(w, r, ct, objs, out.Skipped)
+		serveExport(w, r, src, live, "istio", true, func(table *model.RouteTable, opts export.Options) ([]*unstructured.Unstructured, []export.Skipped, error) {
+			opts.VersionHeader = versionHeader
+			out := export.IstioObjects(table, opts)
+			objs, err := out.Objects()
+			return objs, out.Skipped, err
+		})
 	}
 }
 
-// writeExport answers objs as a v1 List in ct; its ETag is the body's hash.
-func writeExport(w http.ResponseWriter, r *http.Request, ct string, objs []*unstructured.Unstructured, skipped []export.Skipped) {
-	body, err := export.EncodeList(objs)
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
-	contentType := ctJSON
-	if ct == "application/yaml" {
-		contentType = ctYAML
-		if body, err = exportYAML(body, skipped); err != nil {
-			writeProblem(w, r, err)
-			return
-		}
-	}
+// writeExport answers an export; its ETag is the body's hash.
+func writeExport(w http.ResponseWriter, r *http.Request, a *exportAnswer) {
 	h := w.Header()
 	h[hdrVary] = varyAccept
-	h[hdrSkipped] = []string{strconv.Itoa(len(skipped))}
-	writeBody(w, r, http.StatusOK, contentType, body, nil, nil)
+	h[hdrSkipped] = a.skipped
+	writeRendered(w, r, a.contentType, a.rendered)
 }
 
 // exportYAML converts the JSON list to YAML (keys sorted, so deterministic

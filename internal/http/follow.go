@@ -108,7 +108,7 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 			writeProblem(w, r, err)
 			return
 		}
-		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length)
+		writeRendered(w, r, ctJSON, out)
 		return
 	}
 	if r.URL.Query().Has("version") {
@@ -131,8 +131,8 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 			writeProblem(w, r, err)
 			return
 		}
-		if !etagMatches(inm, out.ETag[0]) {
-			writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length)
+		if !etagMatches(inm, representedTag(r, out)) {
+			writeRendered(w, r, ctJSON, out)
 			return
 		}
 		select {
@@ -143,7 +143,7 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 		case <-r.Context().Done():
 			return
 		}
-		writeBody(w, r, http.StatusOK, ctJSON, out.Body, out.ETag, out.Length) // a 304: the tag matches
+		writeRendered(w, r, ctJSON, out) // a 304: the tag matches
 		return
 	}
 }

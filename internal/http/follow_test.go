@@ -565,3 +565,69 @@ func metricValue(t *testing.T, srv *server, name, label string) float64 {
 	t.Fatalf("no metric %s{%s}", name, label)
 	return 0
 }
+
+// The whole routes view's tag is its table's digest, the id its stream
+// gives the same table, and equal on two indexes of the same data (two
+// replicas).
+func TestRoutesTagIsTableDigest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		snap := buildSnapshot(start, fleet(start)...)
+		srv := followServer(t, newSource(snap), nil)
+		env := serve(t, srv, "/v1/envs/prod/routes", nil).Header().Get("ETag")
+		if want := snap.Envs["prod"].Routes(start, 10*time.Second).Digest.Tag(); env != want {
+			t.Errorf("env routes tag %s, want the table's digest %s", env, want)
+		}
+		all := serve(t, srv, "/v1/routes", nil).Header().Get("ETag")
+		if want := snap.RoutesDigest(start, 10*time.Second).Tag(); all != want {
+			t.Errorf("all routes tag %s, want the digest %s", all, want)
+		}
+		other := followServer(t, newSource(buildSnapshot(start, fleet(start)...)), nil)
+		if got := serve(t, other, "/v1/envs/prod/routes", nil).Header().Get("ETag"); got != env {
+			t.Errorf("another index of the same data: tag %s, want %s", got, env)
+		}
+		for target, tag := range map[string]string{"/v1/envs/prod/routes/events": env, "/v1/routes/events": all} {
+			w := newStreamWriter()
+			stop, _ := openStream(t, srv, target, nil, w)
+			if snaps := ofType(w.events(), "snapshot"); len(snaps) != 1 || snaps[0].id != tag {
+				t.Errorf("%s: snapshot %+v, want id %s", target, snaps, tag)
+			}
+			stop()
+		}
+	})
+}
+
+// A client that reconnects with a tag the replica still remembers (another
+// stream keeps the topic followed) gets the change since that tag, not the
+// whole table; the tag may come without its quotes.
+func TestEventStreamResumesFromARememberedTag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		src := newSource(buildSnapshot(start, fleet(start)...))
+		srv := followServer(t, src, nil)
+		keeper := newStreamWriter()
+		stopKeeper, _ := openStream(t, srv, "/v1/envs/prod/routes/events", nil, keeper)
+		defer stopKeeper()
+		old := ofType(keeper.events(), "snapshot")[0].id
+
+		registered := append(fleet(start), node{app: "order-service", version: "v1", internal: "order-service:9090", lease: 7, runDate: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}})
+		src.publish(buildSnapshot(start, registered...))
+		synctest.Wait()
+		cur := serve(t, srv, "/v1/envs/prod/routes", nil).Header().Get("ETag")
+
+		for _, last := range []string{old, strings.Trim(old, `"`)} {
+			w := newStreamWriter()
+			stop, _ := openStream(t, srv, "/v1/envs/prod/routes/events", map[string]string{"Last-Event-ID": last}, w)
+			evs := w.events()
+			if len(ofType(evs, "snapshot")) != 0 {
+				t.Errorf("Last-Event-ID %s: a snapshot, want only the change", last)
+			}
+			changes := ofType(evs, "change")
+			if len(changes) != 1 || changes[0].id != cur || !strings.Contains(changes[0].data, `"added":[{"method":"/acme.order.v1.OrderService/Cancel"`) {
+				t.Errorf("Last-Event-ID %s: changes %+v, want the registration with id %s", last, changes, cur)
+			}
+			checkEventData(t, srv, "/v1/envs/{env}/routes/events", evs)
+			stop()
+		}
+	})
+}

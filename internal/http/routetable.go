@@ -136,12 +136,12 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 		counts[i] = model.AliveCount(snap.Envs[name].Nodes, now, ttl)
 	}
 	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
-		return &model.Rendered{Body: memo.Body, ETag: memo.ETag, Length: memo.ContentLength}, nil
+		return memo.Rendered, nil
 	}
 	renderMu.Lock()
 	defer renderMu.Unlock()
 	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
-		return &model.Rendered{Body: memo.Body, ETag: memo.ETag, Length: memo.ContentLength}, nil
+		return memo.Rendered, nil
 	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"envs":[`)
@@ -157,9 +157,9 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 	}
 	buf.WriteString("]}\n")
 	body := buf.Bytes()
-	etag, length := []string{snap.RoutesDigest(now, ttl).Tag()}, contentLength(body)
-	snap.RoutesMemo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
-	return &model.Rendered{Body: body, ETag: etag, Length: length}, nil
+	out := &model.Rendered{Body: body, ETag: []string{snap.RoutesDigest(now, ttl).Tag()}, Length: contentLength(body)}
+	snap.RoutesMemo.Store(&model.AllRoutesMemo{AliveCounts: counts, Rendered: out})
+	return out, nil
 }
 
 // renderEnvRoutesLocked is renderRoutes of the unfiltered view with

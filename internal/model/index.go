@@ -276,9 +276,8 @@ type Snapshot struct {
 	NamespaceSyncedAt map[string]time.Time
 	// Namespaces are the watched namespaces ("" when watching all).
 	Namespaces []string
-	// RoutesMemo caches the HTTP layer's rendering of every env's routes;
-	// AliveCounts are the envs' alive node counts, in EnvNames order.
-	RoutesMemo atomic.Pointer[RenderMemo]
+	// RoutesMemo caches the HTTP layer's rendering of every env's routes.
+	RoutesMemo atomic.Pointer[AllRoutesMemo]
 }
 
 // EmptySnapshot is what readers see before the first sync.

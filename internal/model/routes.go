@@ -242,6 +242,9 @@ type RoutesMemo struct {
 	// Filtered holds the HTTP layer's renderings of parts of Table (one
 	// app's or one service's routes), by filter.
 	Filtered sync.Map
+	// Exports holds the HTTP layer's renderings of Table as Kubernetes
+	// objects, by kind and media type.
+	Exports sync.Map
 }
 
 // Rendered is a response body and its ETag.
@@ -251,6 +254,24 @@ type Rendered struct {
 	// Length is Body's Content-Length header value, kept so that a cached
 	// rendering costs no formatting per request.
 	Length []string
+
+	compressOnce sync.Once
+	compressed   *Rendered
+}
+
+// Compressed returns compress's rendering of r, made by the first caller
+// and shared with every later one.
+func (r *Rendered) Compressed(compress func(*Rendered) *Rendered) *Rendered {
+	r.compressOnce.Do(func() { r.compressed = compress(r) })
+	return r.compressed
+}
+
+// AllRoutesMemo is the HTTP layer's rendering of every env's routes for one
+// liveness state: AliveCounts are the envs' alive node counts, in EnvNames
+// order.
+type AllRoutesMemo struct {
+	AliveCounts []int
+	Rendered    *Rendered
 }
 
 // Routes returns the env's unfiltered route table at now, memoized on the
