@@ -56,7 +56,7 @@ type Config struct {
 	AdminSubjects  []string `env:"ADMIN_SUBJECTS" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
 	ReadAuth       bool     `env:"READ_AUTH" envDefault:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
-	MaxFollowers int `env:"MAX_FOLLOWERS" envDefault:"4096" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
+	MaxFollowers int `env:"MAX_FOLLOWERS" envDefault:"2048" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
 	GCAfter            time.Duration `env:"GC_AFTER" envDefault:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
 	LeaseName          string        `env:"LEASE_NAME" envDefault:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`

@@ -38,7 +38,7 @@ const (
 	MaxLag = 64
 	// DefaultMaxFollowers caps the admitted followers of a hub whose
 	// Options leave MaxFollowers zero.
-	DefaultMaxFollowers = 4096
+	DefaultMaxFollowers = 2048
 )
 
 // ErrBehind is Since's answer for a follower more than MaxLag revisions

@@ -14,11 +14,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/acme/registry-api/internal/follow"
 )
 
 // runHostile serves the 10,000-instance seed from the real binary with the
 // deployment's memory limit as GOMEMLIMIT, and sends it every kind of
-// hostile request issue 8 names at once, from inside the cluster's network
+// hostile request at once, from inside the cluster's network
 // (reads need no token): deeply nested, oversized and trailing-data bodies,
 // bodies that stall, oversized query strings, and more connections than the
 // in-flight cap. Meanwhile one client resolves a method as a gateway would.
@@ -107,6 +109,13 @@ func runHostile(bin, memLimit string, d time.Duration, stallers int) error {
 			wg.Go(func() { k.send(base, deadline) })
 		}
 	}
+	// Followers of every env up to the default cap and past it, that read
+	// their answer's status line and then nothing: each stream's snapshot
+	// write stalls until its write deadline.
+	stuck := newCounter()
+	for range hostileFollowers {
+		wg.Go(func() { stuckFollower(addr, deadline, stuck) })
+	}
 	honest := newCounter()
 	var honestLatency []time.Duration
 	var mu sync.Mutex
@@ -141,6 +150,7 @@ func runHostile(bin, memLimit string, d time.Duration, stallers int) error {
 		fmt.Printf("%-38s %s\n", k.name, k.answers)
 	}
 	fmt.Printf("%-38s %s\n", "stalled bodies (256 KiB announced)", stalled)
+	fmt.Printf("%-38s %s\n", fmt.Sprintf("%d streams of every env, unread", hostileFollowers), stuck)
 	fmt.Printf("%-38s %s; p50 %.1f ms, p99 %.1f ms\n\n", "honest resolution", honest,
 		ms(percentile(honestLatency, 50)), ms(percentile(honestLatency, 99)))
 	fmt.Printf("resident memory: idle %.1f MiB, peak sampled %.1f MiB, high-water mark %.1f MiB\n",
@@ -204,6 +214,32 @@ func stallBodies(addr, path string, deadline time.Time, answers *counter) {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			answers.add(strconv.Itoa(resp.StatusCode))
+		}
+		conn.Close()
+	}
+}
+
+// hostileFollowers is the default REGISTRY_MAX_FOLLOWERS and 64 more.
+const hostileFollowers = follow.DefaultMaxFollowers + 64
+
+// stuckFollower opens an event stream of every env, reads its status line,
+// and reads nothing more until deadline; then again, until deadline.
+func stuckFollower(addr string, deadline time.Time, answers *counter) {
+	for time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			answers.add("dial error")
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		_ = conn.SetDeadline(deadline.Add(15 * time.Second))
+		fmt.Fprintf(conn, "GET /v1/routes/events HTTP/1.1\r\nHost: registry\r\n\r\n")
+		status := make([]byte, len("HTTP/1.1 200"))
+		if _, err := io.ReadFull(conn, status); err != nil {
+			answers.add("closed")
+		} else {
+			answers.add(string(status[len("HTTP/1.1 "):]))
+			time.Sleep(time.Until(deadline))
 		}
 		conn.Close()
 	}
