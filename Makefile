@@ -73,7 +73,7 @@ loadtest: build ## Loopback load test: registry-api against a bare handler writi
 	$(GO) run ./tools/loadtest -bin $(BIN)
 
 .PHONY: followtest
-followtest: build ## 1,000 event streams and 1,000 blocked queries on one replica: memory per follower, registration latency
+followtest: build ## 1,000 streams of every env, then 1,000 blocked queries on GET /v1/routes, on one replica: memory, CPU at rest and per change, reach; gzip beside plain
 	$(GO) run ./tools/loadtest -bin $(BIN) -followers 1000
 
 .PHONY: hostiletest
