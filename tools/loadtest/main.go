@@ -373,8 +373,9 @@ func captureAnswer(url, path string) (int, error) {
 		return 0, fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	h := resp.Header.Clone()
+	// Content-Length stays: without it net/http sends a body over its
+	// 2 KiB buffer chunked, which the registry, which sets it, does not.
 	h.Del("Date")
-	h.Del("Content-Length")
 	raw, err := json.Marshal(captured{Header: h, Body: body})
 	if err != nil {
 		return 0, err
