@@ -145,8 +145,8 @@ func (l loadRun) run() error {
 
 	fmt.Printf("seed: %d envs x %d instances x %d methods per instance; servers on core %d, wrk on core %d; %d rounds of %s per server, target and connection count\n\n",
 		envs, appsPerEnv*instancesPerApp, methodsPerApp, l.serverCPU, l.clientCPU, l.rounds, l.round)
-	fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", "target", "body bytes", "connections", "registry req/s", "bare req/s", "ratio (median)", "ratio (range)")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| target | body bytes | connections | registry req/s | bare req/s | ratio (median) | ratio (range) | CPU ratio (median) | CPU ratio (range) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, tg := range targets {
 		capture := filepath.Join(dir, "capture.json")
 		size, err := captureAnswer(reg.base+tg.path, capture)
@@ -169,37 +169,43 @@ func (l loadRun) run() error {
 			return err
 		}
 		err = waitReady("http://" + bareAddr + "/")
+		servers := [2]server{{url: reg.base + tg.path, pid: reg.cmd.Process.Pid}, {url: "http://" + bareAddr + tg.path, pid: bareCmd.Process.Pid}}
 		for _, c := range l.conns {
 			if err != nil {
 				break
 			}
-			var ratios, regs, bares []float64
+			var ratios, cpuRatios, regs, bares []float64
 			// A short warm-up of each, unmeasured: the first round would
 			// otherwise pay for connections, page faults and the heap's growth.
-			_, err = l.wrk(reg.base+tg.path, c, time.Second)
-			if err == nil {
-				_, err = l.wrk("http://"+bareAddr+tg.path, c, time.Second)
+			for _, sv := range servers {
+				if err == nil {
+					_, err = l.measure(sv, servers, c, time.Second)
+				}
 			}
 			for i := 0; i < l.rounds && err == nil; i++ {
-				var r, b float64
 				// Alternating which goes first cancels a drift of the
 				// machine's speed within a round.
-				if i%2 == 0 {
-					r, err = l.wrk(reg.base+tg.path, c, l.round)
+				var got [2]roundResult
+				for _, k := range [][2]int{{0, 1}, {1, 0}}[i%2] {
 					if err == nil {
-						b, err = l.wrk("http://"+bareAddr+tg.path, c, l.round)
-					}
-				} else {
-					b, err = l.wrk("http://"+bareAddr+tg.path, c, l.round)
-					if err == nil {
-						r, err = l.wrk(reg.base+tg.path, c, l.round)
+						got[k], err = l.measure(servers[k], servers, c, l.round)
 					}
 				}
-				regs, bares, ratios = append(regs, r), append(bares, b), append(ratios, r/b)
+				if err != nil {
+					break
+				}
+				reg, bare := got[0], got[1]
+				regs, bares, ratios = append(regs, reg.rate), append(bares, bare.rate), append(ratios, reg.rate/bare.rate)
+				// The registry's own work between requests (the poller, the
+				// demo keepalive, its GC) is measured while the bare handler
+				// is loaded, and taken out: on the shared core it slows both.
+				regCPU := reg.cpu[0] - bare.cpu[0]*reg.elapsed.Seconds()/bare.elapsed.Seconds()
+				cpuRatios = append(cpuRatios, (bare.cpu[1]/bare.requests)/(regCPU/reg.requests))
 			}
 			if err == nil {
-				fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.2f | %.2f–%.2f |\n", tg.name, size, c,
-					median(regs), median(bares), median(ratios), slices.Min(ratios), slices.Max(ratios))
+				fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.2f | %.2f–%.2f | %.2f | %.2f–%.2f |\n", tg.name, size, c,
+					median(regs), median(bares), median(ratios), slices.Min(ratios), slices.Max(ratios),
+					median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 			}
 		}
 		_ = bareCmd.Process.Kill()
@@ -216,34 +222,89 @@ func (l loadRun) pinned(cpu int, argv ...string) []string {
 	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 }
 
+// server is one of the two servers a target is measured on.
+type server struct {
+	url string
+	pid int
+}
+
+// roundResult is one round of load on one server.
+type roundResult struct {
+	rate, requests float64
+	elapsed        time.Duration
+	// cpu is the CPU time, in seconds, that each of the two servers used
+	// during the round.
+	cpu [2]float64
+}
+
+// measure loads sv for d and reads the CPU time both servers used meanwhile.
+// The ratio of CPU time per request holds when other work on the machine
+// takes the cores away, which the ratio of throughputs does not.
+func (l loadRun) measure(sv server, servers [2]server, conns int, d time.Duration) (roundResult, error) {
+	var res roundResult
+	var before [2]float64
+	for i, s := range servers {
+		before[i] = cpuSeconds(s.pid)
+	}
+	start := time.Now()
+	var err error
+	res.rate, res.requests, err = l.wrk(sv.url, conns, d)
+	res.elapsed = time.Since(start)
+	for i, s := range servers {
+		res.cpu[i] = cpuSeconds(s.pid) - before[i]
+	}
+	return res, err
+}
+
+// cpuSeconds is the CPU time a process's threads have run, from the
+// scheduler's nanosecond counters; 0 if they cannot be read.
+func cpuSeconds(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns float64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended
+		}
+		if f := strings.Fields(string(raw)); len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
+}
+
 var (
-	wrkRate   = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
-	wrkNon2xx = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
-	wrkErrors = regexp.MustCompile(`(?m)^\s*Socket errors:.*`)
+	wrkRate     = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	wrkRequests = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	wrkNon2xx   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkErrors   = regexp.MustCompile(`(?m)^\s*Socket errors:.*`)
 )
 
 // wrk loads url with conns connections from one thread for d, and returns
-// the requests answered per second. Any answer other than a 2xx fails it:
-// a fast error is not a fast read.
-func (l loadRun) wrk(url string, conns int, d time.Duration) (float64, error) {
+// the requests answered per second and in all. Any answer other than a
+// 2xx fails it: a fast error is not a fast read.
+func (l loadRun) wrk(url string, conns int, d time.Duration) (rate, requests float64, err error) {
 	argv := l.pinned(l.clientCPU, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+d.String(), url)
 	var out bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.String())
+		return 0, 0, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.String())
 	}
 	if m := wrkNon2xx.FindSubmatch(out.Bytes()); m != nil {
-		return 0, fmt.Errorf("%s: %s answers were not 2xx", url, m[1])
+		return 0, 0, fmt.Errorf("%s: %s answers were not 2xx", url, m[1])
 	}
 	if m := wrkErrors.Find(out.Bytes()); m != nil {
-		return 0, fmt.Errorf("%s: %s", url, m)
+		return 0, 0, fmt.Errorf("%s: %s", url, m)
 	}
-	m := wrkRate.FindSubmatch(out.Bytes())
-	if m == nil {
-		return 0, fmt.Errorf("%s: no Requests/sec in wrk's output:\n%s", url, out.String())
+	m, n := wrkRate.FindSubmatch(out.Bytes()), wrkRequests.FindSubmatch(out.Bytes())
+	if m == nil || n == nil {
+		return 0, 0, fmt.Errorf("%s: no Requests/sec in wrk's output:\n%s", url, out.String())
 	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	rate, _ = strconv.ParseFloat(string(m[1]), 64)
+	requests, _ = strconv.ParseFloat(string(n[1]), 64)
+	return rate, requests, nil
 }
 
 func median(v []float64) float64 {
