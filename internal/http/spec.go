@@ -183,7 +183,8 @@ func plainString(schema *openapi3.Schema) bool {
 
 // patternMatchers match, without a regexp, the patterns of the parameters
 // that every read carries (env, app id, gRPC method, service): kin's
-// regexp was a fifth of a small read's time (BENCHMARKS.md). Each accepts
+// regexp was a fifth of a resolution's time in the handler (BENCHMARKS.md,
+// "Small reads"). Each accepts
 // exactly what its pattern's regexp accepts (TestPatternMatchers); a schema
 // with any other pattern is left to kin.
 var patternMatchers = map[string]func(string) bool{
