@@ -69,7 +69,7 @@ clean: ## Remove built binaries
 	rm -rf bin
 
 .PHONY: loadtest
-loadtest: build ## Loopback load test: registry-api against a bare handler writing the same bytes (results in BENCHMARKS.md)
+loadtest: build ## Loopback load test with wrk (apt-get install wrk): registry-api against a bare handler writing the same bytes, one core each (results in BENCHMARKS.md)
 	$(GO) run ./tools/loadtest -bin $(BIN)
 
 .PHONY: followtest

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -60,6 +62,10 @@ type paramCheck struct {
 	param *openapi3.Parameter
 	// str is the schema of a plain string parameter, nil otherwise.
 	str *openapi3.Schema
+	// accept, when set, accepts without kin a value that str provably
+	// accepts (see fastAcceptor); a value it does not accept goes to kin,
+	// which says what is wrong with it.
+	accept func(string) bool
 	// chiKey is the chi URL parameter that carries a path parameter.
 	chiKey string
 	// header is a header parameter's canonical name.
@@ -149,6 +155,7 @@ func (s *apiSpec) bind(method, pattern string) error {
 		pc := paramCheck{param: p}
 		if p.Content == nil && p.Schema != nil && plainString(p.Schema.Value) && (p.Style == "" || p.Style == openapi3.SerializationSimple) {
 			pc.str = p.Schema.Value
+			pc.accept = fastAcceptor(pc.str)
 		}
 		switch p.In {
 		case openapi3.ParameterInPath:
@@ -174,8 +181,124 @@ func plainString(schema *openapi3.Schema) bool {
 	return schema.Type.Is(openapi3.TypeString) && schema.AllOf == nil && schema.AnyOf == nil && schema.OneOf == nil && schema.Not == nil
 }
 
+// patternMatchers match, without a regexp, the patterns of the parameters
+// that every read carries (env, app id, gRPC method, service): kin's
+// regexp was a fifth of a resolution's time in the handler (BENCHMARKS.md,
+// "Small reads"). Each accepts
+// exactly what its pattern's regexp accepts (TestPatternMatchers); a schema
+// with any other pattern is left to kin.
+var patternMatchers = map[string]func(string) bool{
+	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`:                                             isDNSLabel,
+	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`:           isDNSSubdomain,
+	`^/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/[A-Za-z_][A-Za-z0-9_]*$`: model.ValidMethodName,
+	`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`:                         isDottedName,
+}
+
+// fastAcceptor returns a check that accepts only values schema accepts, or
+// nil when schema asks for more than it can judge. It accepts ASCII only,
+// whose length in UTF-16 (what JSON Schema counts) is its length in bytes.
+func fastAcceptor(schema *openapi3.Schema) func(string) bool {
+	if schema.Format != "" || len(schema.Enum) > 0 || !schema.Type.Is(openapi3.TypeString) {
+		return nil
+	}
+	match := isASCII
+	if schema.Pattern != "" {
+		if match = patternMatchers[schema.Pattern]; match == nil {
+			return nil
+		}
+	}
+	minLen, maxLen := schema.MinLength, uint64(math.MaxInt)
+	if schema.MaxLength != nil {
+		maxLen = *schema.MaxLength
+	}
+	return func(v string) bool {
+		return uint64(len(v)) >= minLen && uint64(len(v)) <= maxLen && isASCII(v) && match(v)
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSLabel matches ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$.
+func isDNSLabel(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSSubdomain matches dot-separated DNS labels.
+func isDNSSubdomain(s string) bool {
+	for {
+		label, rest, more := strings.Cut(s, ".")
+		if !isDNSLabel(label) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		s = rest
+	}
+}
+
+// isDottedName matches dot-separated identifiers ([A-Za-z_][A-Za-z0-9_]*),
+// a gRPC service's full name.
+func isDottedName(s string) bool {
+	for {
+		part, rest, more := strings.Cut(s, ".")
+		if part == "" || part[0] >= '0' && part[0] <= '9' {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			if c := part[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+				return false
+			}
+		}
+		if !more {
+			return true
+		}
+		s = rest
+	}
+}
+
 // noQuery stands for an absent query string, sparing openapi3filter a parse.
 var noQuery = url.Values{}
+
+// plainQuery reports whether url.ParseQuery would read raw as written: it
+// has no escapes to decode, no '+' for a space and no ';', which makes
+// ParseQuery fail. Such a query is read in place, with no map built.
+func plainQuery(raw string) bool {
+	return !strings.ContainsAny(raw, "%+;")
+}
+
+// plainQueryValue returns the first value of name in a plainQuery and how
+// many times name occurs, as url.ParseQuery would see them.
+func plainQueryValue(raw, name string) (first string, n int) {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		key, value, _ := strings.Cut(pair, "=")
+		if pair == "" || key != name {
+			continue
+		}
+		if n == 0 {
+			first = value
+		}
+		n++
+	}
+	return first, n
+}
 
 // validateRequest checks r against its route's operation; chi has routed r.
 func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error {
@@ -196,7 +319,8 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 	}
 
 	var query url.Values
-	if r.URL.RawQuery != "" {
+	plain := plainQuery(r.URL.RawQuery)
+	if !plain {
 		// url.Values drops what it cannot decode: a filter written
 		// ?include=%zz would be ignored, not refused.
 		var err error
@@ -213,6 +337,9 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 				if err != nil {
 					return err
 				}
+				if pc.accept != nil && pc.accept(v) {
+					continue
+				}
 				if err := pc.str.VisitJSONString(v); err != nil {
 					return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
 				}
@@ -224,6 +351,9 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 				continue
 			}
 			if pc.str != nil && len(values) == 1 {
+				if pc.accept != nil && pc.accept(values[0]) {
+					continue
+				}
 				if err := pc.str.VisitJSONString(values[0]); err != nil {
 					return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
 				}
@@ -236,12 +366,21 @@ func (s *apiSpec) validateRequest(w http.ResponseWriter, r *http.Request) error 
 			// A filter given once, non-empty: checked as a path parameter is
 			// (VisitJSONString checks no enum: those go the long way).
 			if pc.str != nil && len(pc.str.Enum) == 0 {
-				values := query[p.Name]
-				if len(values) == 0 && !p.Required {
+				var first string
+				var n int
+				if plain {
+					first, n = plainQueryValue(r.URL.RawQuery, p.Name)
+				} else if values := query[p.Name]; len(values) > 0 {
+					first, n = values[0], len(values)
+				}
+				if n == 0 && !p.Required {
 					continue
 				}
-				if len(values) == 1 && values[0] != "" {
-					if err := pc.str.VisitJSONString(values[0]); err != nil {
+				if n == 1 && first != "" {
+					if pc.accept != nil && pc.accept(first) {
+						continue
+					}
+					if err := pc.str.VisitJSONString(first); err != nil {
 						return requestError(&openapi3filter.RequestError{Parameter: p, Err: err})
 					}
 					continue

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,6 +47,18 @@ func TestValidationAgreesWithKin(t *testing.T) {
 		{target: "/v1/envs/prod/apps/user-service?include=all"},
 		{target: "/v1/envs/prod/apps/User"},
 		{target: "/v1/envs/prod/methods?service=acme.user.v1.UserService"},
+		{target: "/v1/envs/prod/routes?app=user-service"},
+		{target: "/v1/envs/prod/routes?app=User"},
+		{target: "/v1/envs/prod/routes?app=a&app=b"},
+		{target: "/v1/envs/prod/routes?app=&service=a.B"},
+		{target: "/v1/envs/prod/routes?app"},
+		{target: "/v1/envs/prod/routes?&&app=user-service&"},
+		{target: "/v1/envs/prod/routes?=x&app=-a"},
+		{target: "/v1/envs/prod/routes?app=%75ser"},
+		{target: "/v1/envs/prod/routes?app=a+b"},
+		{target: "/v1/envs/prod/routes?app=" + strings.Repeat("a", 64)},
+		{target: "/v1/envs/prod/routes?service=acme.user.v1.UserService&version=v1"},
+		{target: "/v1/envs/prod/routes?service=acme.user.v1.UserService.&version=v1"},
 		{target: "/v1/envs/prod/methods?service=acme..UserService"},
 		{target: "/v1/envs/prod/methods?service="},
 		{target: loginPath},
@@ -183,5 +196,66 @@ func TestSpecPatternsMatchModel(t *testing.T) {
 				t.Errorf("%s %q: openapi.yaml says valid=%v, model says %v", tc.param, s, spec, model)
 			}
 		}
+	}
+}
+
+// TestPatternMatchers checks each hand-written pattern matcher against the
+// regexp of its pattern, on every string of up to five characters over an
+// alphabet that each pattern treats differently, and on longer samples.
+func TestPatternMatchers(t *testing.T) {
+	alphabet := []string{"a", "Z", "0", "_", "-", ".", "/", "é"}
+	var corpus []string
+	var grow func(prefix string, n int)
+	grow = func(prefix string, n int) {
+		corpus = append(corpus, prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			grow(prefix+c, n-1)
+		}
+	}
+	grow("", 5)
+	corpus = append(corpus, "/acme.user.v1.UserService/Login", "acme.user.v1.UserService", "/a.B/C\n", "a\n", "user-service",
+		"/1acme.UserService/Login", "/a.b.c/d", "/a/b/c", "a.b.c", "a..b", "prod.eu-1.x", strings.Repeat("a", 300))
+	for pattern, match := range patternMatchers {
+		re := regexp.MustCompile(pattern)
+		for _, s := range corpus {
+			if got, want := match(s), re.MatchString(s); got != want {
+				t.Errorf("pattern %s, %q: matcher says %v, regexp %v", pattern, s, got, want)
+			}
+		}
+	}
+}
+
+// TestFastAcceptAgreesWithKin checks every parameter check that skips kin:
+// it accepts only what kin's schema validation accepts, and for ASCII
+// values exactly that, lengths at their limits included.
+func TestFastAcceptAgreesWithKin(t *testing.T) {
+	h := newHarness(t)
+	samples := []string{
+		"", "prod", "Prod", "a.b", "a..b", "-a", "user-service", "v2", "wait=60", `"0123456789abcdef"`, "café",
+		"/acme.user.v1.UserService/Login", "acme.user.v1.UserService", "/a.B/C ", "a\x00b", "\xff",
+	}
+	for _, n := range []int{1, 62, 63, 64, 240, 241, 242, 252, 253, 254, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 4096, 4097} {
+		samples = append(samples, strings.Repeat("a", n), "/a.B/"+strings.Repeat("c", n-min(n, 5)), strings.Repeat("é", n/2))
+	}
+	checked := 0
+	for key, op := range h.srv.spec.ops {
+		for _, pc := range op.params {
+			if pc.accept == nil {
+				continue
+			}
+			checked++
+			for _, s := range samples {
+				fast, kin := pc.accept(s), pc.str.VisitJSONString(s) == nil
+				if fast && !kin || isASCII(s) && fast != kin {
+					t.Errorf("%s %s, %s %q, %.20q (%d bytes): fast path says %v, kin %v", key.method, key.pattern, pc.param.In, pc.param.Name, s, len(s), fast, kin)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d parameters have a fast check: the test no longer probes it", checked)
 	}
 }

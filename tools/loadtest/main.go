@@ -2,12 +2,15 @@
 // handler that writes the same bytes with the same headers, on loopback:
 // a 50-env × 200-instance × 20-method seed, served by the real binary with
 // its default configuration (request logging included), and the bare
-// handler in a process of its own. Rounds alternate between the two so that
-// both see the same machine. `make loadtest` runs it; results go in
-// BENCHMARKS.md.
+// handler in a process of its own. The load comes from wrk. Both servers
+// are pinned to one core and wrk to another (taskset), so that neither
+// the load generator nor the other server competes for the server's core.
+// Rounds alternate between the two servers so that both see the same
+// machine. `make loadtest` runs it; results go in BENCHMARKS.md.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,9 +22,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,8 +45,10 @@ const (
 func main() {
 	bin := flag.String("bin", "bin/registry-api", "the registry-api binary to measure")
 	round := flag.Duration("round", 3*time.Second, "length of one measured round")
-	rounds := flag.Int("rounds", 3, "rounds per target and server (interleaved)")
-	conns := flag.Int("c", 16, "concurrent keep-alive connections")
+	rounds := flag.Int("rounds", 5, "rounds per target, connection count and server (interleaved)")
+	conns := flag.String("c", "16,64", "concurrent keep-alive connections, a comma-separated list")
+	serverCPU := flag.Int("server-cpu", 0, "the core both servers are pinned to")
+	clientCPU := flag.Int("client-cpu", 1, "the core wrk is pinned to")
 	bare := flag.String("bare", "", "internal: serve the captured answer in this file as the bare handler")
 	followers := flag.Int("followers", 0, "instead: open this many event streams and as many blocked queries, and time registrations reaching them")
 	hostile := flag.Duration("hostile", 0, "instead: send hostile requests of every kind for this long and report the server's peak memory")
@@ -70,13 +76,58 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bin, *round, *rounds, *conns); err != nil {
+	var cs []int
+	for f := range strings.SplitSeq(*conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "loadtest: -c %q: want connection counts such as 16,64\n", *conns)
+			os.Exit(2)
+		}
+		cs = append(cs, n)
+	}
+	l := loadRun{bin: *bin, round: *round, rounds: *rounds, conns: cs, serverCPU: *serverCPU, clientCPU: *clientCPU}
+	if err := l.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, round time.Duration, rounds, conns int) error {
+// loadRun is one measurement of every target at every connection count.
+type loadRun struct {
+	bin                  string
+	round                time.Duration
+	rounds               int
+	conns                []int
+	serverCPU, clientCPU int
+}
+
+// target is one read view the load test measures.
+type target struct{ name, path string }
+
+var targets = []target{
+	{"resolution", "/v1/envs/env-07/methods/acme.app3.v1.Service/M5"},
+	{"routes of one app", "/v1/envs/env-07/routes?app=app-3"},
+	// What a gateway reads before its app has registered: the env's routes
+	// filtered by an app the env does not have, an empty list.
+	{"empty answer (routes of an absent app)", "/v1/envs/env-07/routes?app=app-none"},
+	{"routes of an env (200 methods)", "/v1/envs/env-07/routes"},
+}
+
+// needTools says how to get what the load test runs, before it starts.
+func needTools() error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk is not installed; on Debian or Ubuntu: apt-get install wrk")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return errors.New("taskset is not installed; on Debian or Ubuntu: apt-get install util-linux")
+	}
+	return nil
+}
+
+func (l loadRun) run() error {
+	if err := needTools(); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "registry-loadtest")
 	if err != nil {
 		return err
@@ -84,27 +135,21 @@ func run(bin string, round time.Duration, rounds, conns int) error {
 	defer os.RemoveAll(dir)
 	// The default configuration logs every request as JSON to stdout; a
 	// pipe that is read, as a container runtime's is.
-	reg, err := startRegistry(bin, io.Discard, "REGISTRY_SEED_KEEPALIVE=true")
+	reg, err := startRegistryCmd(l.pinned(l.serverCPU, l.bin), io.Discard, "REGISTRY_SEED_KEEPALIVE=true")
 	if err != nil {
 		return err
 	}
 	defer reg.stop()
-	base := reg.base
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	targets := []struct{ name, path string }{
-		{"resolution", "/v1/envs/env-07/methods/acme.app3.v1.Service/M5"},
-		{"routes of one app", "/v1/envs/env-07/routes?app=app-3"},
-		{"routes of an env (200 methods)", "/v1/envs/env-07/routes"},
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
-	fmt.Printf("seed: %d envs x %d instances x %d methods per instance; %d connections, %d rounds of %s per server and target\n\n",
-		envs, appsPerEnv*instancesPerApp, methodsPerApp, conns, rounds, round)
-	fmt.Printf("%-32s %14s %14s %8s %10s\n", "target", "registry req/s", "bare req/s", "ratio", "body bytes")
+	fmt.Printf("seed: %d envs x %d instances x %d methods per instance; servers on core %d, wrk on core %d; %d rounds of %s per server, target and connection count\n\n",
+		envs, appsPerEnv*instancesPerApp, methodsPerApp, l.serverCPU, l.clientCPU, l.rounds, l.round)
+	fmt.Println("| target | body bytes | connections | registry req/s | bare req/s | ratio (median) | ratio (range) | CPU ratio (median) | CPU ratio (range) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, tg := range targets {
 		capture := filepath.Join(dir, "capture.json")
-		size, err := captureAnswer(client, base+tg.path, capture)
+		size, err := captureAnswer(reg.base+tg.path, capture)
 		if err != nil {
 			return err
 		}
@@ -112,27 +157,162 @@ func run(bin string, round time.Duration, rounds, conns int) error {
 		if err != nil {
 			return err
 		}
-		self, _ := os.Executable()
-		bareCmd := exec.CommandContext(ctx, self, "-bare", capture)
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		argv := l.pinned(l.serverCPU, self)
+		bareCmd := exec.CommandContext(ctx, argv[0], append(argv[1:], "-bare", capture)...)
 		bareCmd.Env = append(os.Environ(), "BARE_ADDR="+bareAddr)
 		bareCmd.Stderr = os.Stderr
 		if err := bareCmd.Start(); err != nil {
 			return err
 		}
-		if err := waitReady("http://" + bareAddr + "/"); err != nil {
-			return err
-		}
-		var regTotal, bareTotal float64
-		for range rounds {
-			regTotal += load(client, base+tg.path, round, conns)
-			bareTotal += load(client, "http://"+bareAddr+tg.path, round, conns)
+		err = waitReady("http://" + bareAddr + "/")
+		servers := [2]server{{url: reg.base + tg.path, pid: reg.cmd.Process.Pid}, {url: "http://" + bareAddr + tg.path, pid: bareCmd.Process.Pid}}
+		for _, c := range l.conns {
+			if err != nil {
+				break
+			}
+			var ratios, cpuRatios, regs, bares []float64
+			// A short warm-up of each, unmeasured: the first round would
+			// otherwise pay for connections, page faults and the heap's growth.
+			for _, sv := range servers {
+				if err == nil {
+					_, err = l.measure(sv, servers, c, time.Second)
+				}
+			}
+			for i := 0; i < l.rounds && err == nil; i++ {
+				// Alternating which goes first cancels a drift of the
+				// machine's speed within a round.
+				var got [2]roundResult
+				for _, k := range [][2]int{{0, 1}, {1, 0}}[i%2] {
+					if err == nil {
+						got[k], err = l.measure(servers[k], servers, c, l.round)
+					}
+				}
+				if err != nil {
+					break
+				}
+				reg, bare := got[0], got[1]
+				regs, bares, ratios = append(regs, reg.rate), append(bares, bare.rate), append(ratios, reg.rate/bare.rate)
+				// The registry's own work between requests (the poller, the
+				// demo keepalive, its GC) is measured while the bare handler
+				// is loaded, and taken out: on the shared core it slows both.
+				regCPU := reg.cpu[0] - bare.cpu[0]*reg.elapsed.Seconds()/bare.elapsed.Seconds()
+				cpuRatios = append(cpuRatios, (bare.cpu[1]/bare.requests)/(regCPU/reg.requests))
+			}
+			if err == nil {
+				fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.2f | %.2f–%.2f | %.2f | %.2f–%.2f |\n", tg.name, size, c,
+					median(regs), median(bares), median(ratios), slices.Min(ratios), slices.Max(ratios),
+					median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+			}
 		}
 		_ = bareCmd.Process.Kill()
 		_ = bareCmd.Wait()
-		r, b := regTotal/float64(rounds), bareTotal/float64(rounds)
-		fmt.Printf("%-32s %14.0f %14.0f %8.2f %10d\n", tg.name, r, b, r/b, size)
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// pinned is argv run on one core.
+func (l loadRun) pinned(cpu int, argv ...string) []string {
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+}
+
+// server is one of the two servers a target is measured on.
+type server struct {
+	url string
+	pid int
+}
+
+// roundResult is one round of load on one server.
+type roundResult struct {
+	rate, requests float64
+	elapsed        time.Duration
+	// cpu is the CPU time, in seconds, that each of the two servers used
+	// during the round.
+	cpu [2]float64
+}
+
+// measure loads sv for d and reads the CPU time both servers used meanwhile.
+// The ratio of CPU time per request holds when other work on the machine
+// takes the cores away, which the ratio of throughputs does not.
+func (l loadRun) measure(sv server, servers [2]server, conns int, d time.Duration) (roundResult, error) {
+	var res roundResult
+	var before [2]float64
+	for i, s := range servers {
+		before[i] = cpuSeconds(s.pid)
+	}
+	start := time.Now()
+	var err error
+	res.rate, res.requests, err = l.wrk(sv.url, conns, d)
+	res.elapsed = time.Since(start)
+	for i, s := range servers {
+		res.cpu[i] = cpuSeconds(s.pid) - before[i]
+	}
+	return res, err
+}
+
+// cpuSeconds is the CPU time a process's threads have run, from the
+// scheduler's nanosecond counters; 0 if they cannot be read.
+func cpuSeconds(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns float64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended
+		}
+		if f := strings.Fields(string(raw)); len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
+}
+
+var (
+	wrkRate     = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	wrkRequests = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	wrkNon2xx   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkErrors   = regexp.MustCompile(`(?m)^\s*Socket errors:.*`)
+)
+
+// wrk loads url with conns connections from one thread for d, and returns
+// the requests answered per second and in all. Any answer other than a
+// 2xx fails it: a fast error is not a fast read.
+func (l loadRun) wrk(url string, conns int, d time.Duration) (rate, requests float64, err error) {
+	argv := l.pinned(l.clientCPU, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+d.String(), url)
+	var out bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out.String())
+	}
+	if m := wrkNon2xx.FindSubmatch(out.Bytes()); m != nil {
+		return 0, 0, fmt.Errorf("%s: %s answers were not 2xx", url, m[1])
+	}
+	if m := wrkErrors.Find(out.Bytes()); m != nil {
+		return 0, 0, fmt.Errorf("%s: %s", url, m)
+	}
+	m, n := wrkRate.FindSubmatch(out.Bytes()), wrkRequests.FindSubmatch(out.Bytes())
+	if m == nil || n == nil {
+		return 0, 0, fmt.Errorf("%s: no Requests/sec in wrk's output:\n%s", url, out.String())
+	}
+	rate, _ = strconv.ParseFloat(string(m[1]), 64)
+	requests, _ = strconv.ParseFloat(string(n[1]), 64)
+	return rate, requests, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 // registry is the real binary serving the load test's seed on loopback.
@@ -146,6 +326,12 @@ type registry struct {
 // store, with env on top of the defaults, and waits until it is ready. Its
 // standard output (the request log) is copied to out.
 func startRegistry(bin string, out io.Writer, env ...string) (*registry, error) {
+	return startRegistryCmd([]string{bin}, out, env...)
+}
+
+// startRegistryCmd is startRegistry with the command line that runs the
+// binary, such as taskset's.
+func startRegistryCmd(argv []string, out io.Writer, env ...string) (*registry, error) {
 	dir, err := os.MkdirTemp("", "registry-seed")
 	if err != nil {
 		return nil, err
@@ -160,7 +346,7 @@ func startRegistry(bin string, out io.Writer, env ...string) (*registry, error) 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=memory", "REGISTRY_SEED="+seed,
 		"REGISTRY_NAMESPACES=firefly"), env...)
 	stdout, err := cmd.StdoutPipe()
@@ -172,7 +358,7 @@ func startRegistry(bin string, out io.Writer, env ...string) (*registry, error) 
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, fmt.Errorf("start %s: %w", strings.Join(argv, " "), err)
 	}
 	r := &registry{cmd: cmd, base: "http://" + addr, dir: dir}
 	if err := waitReady(r.base + "/readyz"); err != nil {
@@ -237,8 +423,8 @@ type captured struct {
 	Body   []byte
 }
 
-func captureAnswer(c *http.Client, url, path string) (int, error) {
-	resp, err := c.Get(url)
+func captureAnswer(url, path string) (int, error) {
+	resp, err := http.Get(url)
 	if err != nil {
 		return 0, err
 	}
@@ -248,8 +434,9 @@ func captureAnswer(c *http.Client, url, path string) (int, error) {
 		return 0, fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	h := resp.Header.Clone()
+	// Content-Length stays: without it net/http sends a body over its
+	// 2 KiB buffer chunked, which the registry, which sets it, does not.
 	h.Del("Date")
-	h.Del("Content-Length")
 	raw, err := json.Marshal(captured{Header: h, Body: body})
 	if err != nil {
 		return 0, err
@@ -274,37 +461,6 @@ func serveBare(path string) error {
 		}
 		_, _ = w.Write(c.Body)
 	}))
-}
-
-// load runs conns workers against url for d and returns requests per second.
-func load(c *http.Client, url string, d time.Duration, conns int) float64 {
-	var n atomic.Int64
-	var failed atomic.Bool
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				resp, err := c.Get(url)
-				if err != nil {
-					failed.Store(true)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Store(true)
-					return
-				}
-				n.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if failed.Load() {
-		fmt.Fprintf(os.Stderr, "loadtest: requests to %s failed\n", url)
-	}
-	return float64(n.Load()) / d.Seconds()
 }
 
 func freeAddr() (string, error) {
