@@ -58,8 +58,17 @@ type routeFilter struct {
 }
 
 func routeFilterOf(r *http.Request) routeFilter {
-	if r.URL.RawQuery == "" {
+	raw := r.URL.RawQuery
+	if raw == "" {
 		return routeFilter{}
+	}
+	if plainQuery(raw) {
+		// Read in place: no map for the usual ?app=… of a gateway.
+		var f routeFilter
+		f.service, _ = plainQueryValue(raw, "service")
+		f.app, _ = plainQueryValue(raw, "app")
+		f.version, _ = plainQueryValue(raw, "version")
+		return f
 	}
 	q := r.URL.Query()
 	return routeFilter{service: q.Get("service"), app: q.Get("app"), version: q.Get("version")}
@@ -88,11 +97,15 @@ func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Du
 		return renderEnvRoutesLocked(env, now, ttl)
 	}
 	// Only filters that name an app or service of the env are kept, so the
-	// cache is bounded by the env's contents, not by what clients send.
-	if f.app != "" && env.Apps[f.app] == nil {
-		return encodeRoutes(memo.Table, f)
-	}
+	// cache is bounded by the env's contents, not by what clients send. An
+	// app the env does not have owns no route: whatever its name, the
+	// answer is the env with no routes, kept once (a gateway asks it over
+	// and over before its app registers).
 	key := f.app + "\x00" + f.service
+	if f.app != "" && env.Apps[f.app] == nil {
+		key = noRoutesKey
+		f = routeFilter{app: f.app}
+	}
 	if r, ok := memo.Filtered.Load(key); ok {
 		return r.(*model.Rendered), nil
 	}
@@ -100,14 +113,22 @@ func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Du
 	if err != nil {
 		return nil, err
 	}
-	if f.service == "" || bytes.Contains(r.Body, []byte(`"method":"/`+f.service+`/`)) {
+	if key == noRoutesKey || f.service == "" || bytes.Contains(r.Body, []byte(`"method":"/`+f.service+`/`)) {
 		memo.Filtered.Store(key, r)
 	}
 	return r, nil
 }
 
+// noRoutesKey keeps the rendering of an app the env does not have; no
+// filter's key starts with a NUL.
+const noRoutesKey = "\x00none"
+
 func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
-	v := routeTableView{Env: t.Env, Routes: make([]routeView, 0, len(t.Routes))}
+	size := len(t.Routes)
+	if f.app != "" || f.service != "" {
+		size = 0 // a part of the table: grown as it is found
+	}
+	v := routeTableView{Env: t.Env, Routes: make([]routeView, 0, size)}
 	for i := range t.Routes {
 		if f.keeps(&t.Routes[i]) {
 			v.Routes = append(v.Routes, newRouteView(&t.Routes[i]))

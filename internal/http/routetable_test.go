@@ -235,3 +235,25 @@ func TestRoutesSmallerThanBatch(t *testing.T) {
 		t.Errorf("routes %d bytes, batch %d: not 20 times smaller", routes.Body.Len(), batch.Body.Len())
 	}
 }
+
+// An app the env does not have owns no route: every such filter answers the
+// env with no routes, from one rendering kept for the table.
+func TestRoutesOfAnUnknownAppShareOneRendering(t *testing.T) {
+	snap := buildSnapshot(t0, fleet(t0)...)
+	env := snap.Envs["prod"]
+	a, err := renderRoutes(env, routeFilter{app: "not-yet"}, t0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := renderRoutes(env, routeFilter{app: "nor-this", service: "acme.user.v1.UserService"}, t0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || string(a.Body) != "{\"env\":\"prod\",\"routes\":[]}\n" {
+		t.Errorf("unknown apps: %s and %s, shared %v", a.Body, b.Body, a == b)
+	}
+	known, err := renderRoutes(env, routeFilter{app: "user-service"}, t0, 10*time.Second)
+	if err != nil || len(known.Body) <= len(a.Body) {
+		t.Errorf("a known app: %s, %v", known.Body, err)
+	}
+}
