@@ -334,10 +334,12 @@ func (h *Hub) refreshLocked(now time.Time) {
 	}
 	cause := causeData
 	switch {
-	case cur != h.snap:
+	case cur != h.snap && !sameIndexes(cur, h.snap):
 	case !h.next.IsZero() && !now.Before(h.next):
 		cause = causeExpiry
 	default:
+		// At most fresher sync times: read from now on, nothing to judge.
+		h.snap = cur
 		return
 	}
 	h.snap, h.at = cur, now
@@ -348,6 +350,20 @@ func (h *Hub) refreshLocked(now time.Time) {
 }
 
 var emptySnapshot = model.EmptySnapshot(nil)
+
+// sameIndexes reports whether two snapshots hold the same env indexes, as
+// the poller's snapshots do when a poll changed nothing but sync times.
+func sameIndexes(a, b *model.Snapshot) bool {
+	if b == nil || len(a.Envs) != len(b.Envs) {
+		return false
+	}
+	for name, env := range a.Envs {
+		if b.Envs[name] != env {
+			return false
+		}
+	}
+	return true
+}
 
 // judgeLocked records a new revision of t if its tables differ from its
 // head's at the hub's judgement, and wakes its followers; cause is empty

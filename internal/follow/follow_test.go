@@ -401,3 +401,30 @@ func wakeups(t *testing.T, reg *prometheus.Registry, cause string) float64 {
 	t.Fatalf("no wake-ups counted for %s", cause)
 	return 0
 }
+
+// A snapshot that only refreshes sync times (the poller's quiet poll) is
+// read by followers from then on, and moves no topic, EveryChange included.
+func TestSyncTimesAloneMoveNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		snap := fleet(start)
+		src := newSource(snap)
+		hub, _ := newHub(t, src, 0)
+		every, env := hub.Subscribe(EveryChange), hub.Subscribe("prod")
+		defer every.Close()
+		defer env.Close()
+		everyHead, envHead := every.Head(), env.Head()
+
+		time.Sleep(2 * time.Second)
+		fresher := *snap
+		fresher.NamespaceSyncedAt = map[string]time.Time{"firefly": time.Now()}
+		src.snap.Store(&fresher) // swapped in without an announcement
+		head := env.Head()
+		if head.Snap != &fresher || !head.Snap.SyncedAt().Equal(time.Now()) {
+			t.Error("followers read stale sync times")
+		}
+		if head.Revision != envHead.Revision || every.Head().Revision != everyHead.Revision || closed(everyHead.Changed) {
+			t.Error("fresher sync times moved a topic on")
+		}
+	})
+}

@@ -52,7 +52,7 @@ func main() {
 	bare := flag.String("bare", "", "internal: serve the captured answer in this file as the bare handler")
 	followers := flag.Int("followers", 0, "instead: open this many event streams and as many blocked queries, and time registrations reaching them")
 	hostile := flag.Duration("hostile", 0, "instead: send hostile requests of every kind for this long and report the server's peak memory")
-	memLimit := flag.String("memlimit", "384MiB", "with -hostile: the server's GOMEMLIMIT (the deployment sets it to its memory limit)")
+	memLimit := flag.String("memlimit", deploymentMemLimit, "with -hostile: the server's GOMEMLIMIT (as the deployment sets it)")
 	stallers := flag.Int("stallers", 600, "with -hostile: connections that stall their bodies (more than REGISTRY_MAX_IN_FLIGHT)")
 	flag.Parse()
 	if *hostile > 0 {
@@ -85,11 +85,38 @@ func main() {
 		}
 		cs = append(cs, n)
 	}
+	// The tool reads the registry's request log; on the servers' core that
+	// would take their time, so it runs on wrk's.
+	if os.Getenv(pinnedEnv) == "" {
+		if err := runPinned(*clientCPU); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	l := loadRun{bin: *bin, round: *round, rounds: *rounds, conns: cs, serverCPU: *serverCPU, clientCPU: *clientCPU}
 	if err := l.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
+}
+
+// pinnedEnv marks the load test's own process as pinned to wrk's core.
+const pinnedEnv = "LOADTEST_PINNED"
+
+// runPinned runs this command again, pinned to cpu.
+func runPinned(cpu int) error {
+	if err := needTools(); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), self}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), pinnedEnv+"=1")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
 }
 
 // loadRun is one measurement of every target at every connection count.
