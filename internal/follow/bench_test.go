@@ -63,14 +63,14 @@ func BenchmarkChange(b *testing.B) {
 		if i%2 == 0 {
 			next = after
 		}
-		snap := *next
-		snap.Envs = map[string]*model.EnvIndex{}
+		snap := &model.Snapshot{Envs: map[string]*model.EnvIndex{}, EnvNames: next.EnvNames,
+			NamespaceSyncedAt: next.NamespaceSyncedAt, Namespaces: next.Namespaces}
 		for name, env := range next.Envs {
 			snap.Envs[name] = env
 		}
 		snap.Envs["env-07"] = model.BuildEnv("env-07", entriesOf(next.Envs["env-07"]))
 		from := followers[0].Head().Revision
-		src.snap.Store(&snap)
+		src.Swap(snap)
 		b.StartTimer()
 		for _, f := range followers {
 			head := f.Head()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/testkit"
 )
 
 // The tests run in synctest bubbles: the hub's clock and timers are the
@@ -21,28 +22,9 @@ import (
 
 const ttl = 10 * time.Second
 
-// source publishes snapshots as the poller does.
-type source struct {
-	snap atomic.Pointer[model.Snapshot]
-	pub  atomic.Pointer[chan struct{}]
-}
+type source = testkit.Source
 
-func newSource(snap *model.Snapshot) *source {
-	s := &source{}
-	s.snap.Store(snap)
-	ch := make(chan struct{})
-	s.pub.Store(&ch)
-	return s
-}
-
-func (s *source) Snapshot() *model.Snapshot  { return s.snap.Load() }
-func (s *source) Published() <-chan struct{} { return *s.pub.Load() }
-
-func (s *source) publish(snap *model.Snapshot) {
-	s.snap.Store(snap)
-	next := make(chan struct{})
-	close(*s.pub.Swap(&next))
-}
+func newSource(snap *model.Snapshot) *source { return testkit.NewSource(snap) }
 
 // instance is one registered node of env prod.
 type instance struct {
@@ -127,7 +109,7 @@ func TestFollowersShareOneChangeAndItsEncoding(t *testing.T) {
 			}
 		}()
 
-		src.publish(fleet(start, instance{app: "order-service", lease: 3, heartbeat: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}}))
+		src.Publish(fleet(start, instance{app: "order-service", lease: 3, heartbeat: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}}))
 		synctest.Wait()
 		var encodings atomic.Int64
 		encode := func(c *Change) ([]byte, error) {
@@ -185,11 +167,11 @@ func TestLaggingFollowerGetsTheDifferenceFromItsRevision(t *testing.T) {
 		// Cancel gone again.
 		cancel := instance{app: "order-service", lease: 3, heartbeat: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}}
 		user := instance{app: "user-service", lease: 1, heartbeat: start, methods: []string{getUser}}
-		src.publish(fleet(start, cancel))
+		src.Publish(fleet(start, cancel))
 		synctest.Wait()
-		src.publish(snapshot(user, cancel))
+		src.Publish(snapshot(user, cancel))
 		synctest.Wait()
-		src.publish(snapshot(user))
+		src.Publish(snapshot(user))
 		synctest.Wait()
 		head := f.Head()
 		if head.Seq-old.Seq != 3 {
@@ -208,7 +190,7 @@ func TestLaggingFollowerGetsTheDifferenceFromItsRevision(t *testing.T) {
 		}
 
 		for i := range MaxLag {
-			src.publish(fleet(start, instance{app: "order-service", lease: int64(10 + i), heartbeat: start, methods: []string{fmt.Sprintf("/acme.order.v1.OrderService/M%d", i)}}))
+			src.Publish(fleet(start, instance{app: "order-service", lease: int64(10 + i), heartbeat: start, methods: []string{fmt.Sprintf("/acme.order.v1.OrderService/M%d", i)}}))
 			synctest.Wait()
 		}
 		if _, err := Since(old, f.Head().Revision); !errors.Is(err, ErrBehind) {
@@ -231,7 +213,7 @@ func TestHeartbeatWakesNobody(t *testing.T) {
 		defer all.Close()
 		envHead, allHead := env.Head(), all.Head()
 		time.Sleep(time.Second)
-		src.publish(fleet(start.Add(time.Second)))
+		src.Publish(fleet(start.Add(time.Second)))
 		synctest.Wait()
 		if closed(envHead.Changed) || closed(allHead.Changed) {
 			t.Error("a heartbeat woke the followers")
@@ -300,7 +282,7 @@ func TestFindRemembersRecentTags(t *testing.T) {
 		if want := first.Snap.RoutesDigest(first.At, ttl).Tag(); first.Tag != want {
 			t.Errorf("tag %s, want the snapshot's routes digest %s", first.Tag, want)
 		}
-		src.publish(fleet(start, instance{env: "qa", app: "user-service", lease: 5, heartbeat: start, methods: []string{getUser}}))
+		src.Publish(fleet(start, instance{env: "qa", app: "user-service", lease: 5, heartbeat: start, methods: []string{getUser}}))
 		synctest.Wait()
 		if got := f.Find(first.Tag); got != first.Revision {
 			t.Errorf("Find(%s) = %v", first.Tag, got)
@@ -373,7 +355,7 @@ func TestEveryChangeMovesOnEveryPublication(t *testing.T) {
 		f := hub.Subscribe(EveryChange)
 		defer f.Close()
 		head := f.Head()
-		src.publish(fleet(start.Add(time.Second)))
+		src.Publish(fleet(start.Add(time.Second)))
 		synctest.Wait()
 		if !closed(head.Changed) {
 			t.Error("a heartbeat did not move EveryChange on")
@@ -416,11 +398,11 @@ func TestSyncTimesAloneMoveNothing(t *testing.T) {
 		everyHead, envHead := every.Head(), env.Head()
 
 		time.Sleep(2 * time.Second)
-		fresher := *snap
-		fresher.NamespaceSyncedAt = map[string]time.Time{"firefly": time.Now()}
-		src.snap.Store(&fresher) // swapped in without an announcement
+		fresher := &model.Snapshot{Envs: snap.Envs, EnvNames: snap.EnvNames, Namespaces: snap.Namespaces,
+			NamespaceSyncedAt: map[string]time.Time{"firefly": time.Now()}}
+		src.Swap(fresher) // swapped in without an announcement
 		head := env.Head()
-		if head.Snap != &fresher || !head.Snap.SyncedAt().Equal(time.Now()) {
+		if head.Snap != fresher || !head.Snap.SyncedAt().Equal(time.Now()) {
 			t.Error("followers read stale sync times")
 		}
 		if head.Revision != envHead.Revision || every.Head().Revision != everyHead.Revision || closed(everyHead.Changed) {

@@ -378,7 +378,7 @@ func manyMethods(n int) string {
 
 func TestReadyz(t *testing.T) {
 	h := newHarness(t)
-	h.src.snap.Store(model.EmptySnapshot([]string{"firefly", "shop"}))
+	h.src.Swap(model.EmptySnapshot([]string{"firefly", "shop"}))
 	rec := h.get("/readyz")
 	if rec.Code != http.StatusServiceUnavailable || problemOf(t, rec).Code != model.CodeNotReady {
 		t.Fatalf("before the first sync: %d %s", rec.Code, rec.Body)
@@ -387,12 +387,12 @@ func TestReadyz(t *testing.T) {
 	// One namespace read is not enough.
 	snap := model.EmptySnapshot([]string{"firefly", "shop"})
 	snap.NamespaceSyncedAt["firefly"] = syncedFirefly
-	h.src.snap.Store(snap)
+	h.src.Swap(snap)
 	if rec := h.get("/readyz"); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("with one of two namespaces read: %d %s", rec.Code, rec.Body)
 	}
 
-	h.src.snap.Store(fixtureSnapshot(t))
+	h.src.Swap(fixtureSnapshot(t))
 	rec = h.get("/readyz")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("after the sync: %d %s", rec.Code, rec.Body)
@@ -410,7 +410,7 @@ func TestReadyz(t *testing.T) {
 
 func TestEmptyRegistry(t *testing.T) {
 	h := newHarness(t)
-	h.src.snap.Store(nil)
+	h.src.Swap(nil)
 	rec := h.get("/v1/envs")
 	if rec.Code != http.StatusOK || rec.Body.String() != "{\"envs\":[]}\n" {
 		t.Errorf("envs without a snapshot: %d %s", rec.Code, rec.Body)
@@ -653,7 +653,7 @@ func TestRequestLogLevels(t *testing.T) {
 		{name: "no route", req: request{target: "/nowhere"}, code: model.CodeNotFound, level: "warn"},
 		{name: "no live instances", req: request{target: "/v1/envs/qa/methods/acme.ghost.v1.GhostService/Boo"}, code: model.CodeNoLiveInstances, level: "warn"},
 		{name: "not ready", req: request{target: "/readyz"}, code: model.CodeNotReady, level: "warn",
-			deps: func(h *harness) Deps { h.src.snap.Store(stale); return Deps{Snapshots: h.src} }},
+			deps: func(h *harness) Deps { h.src.Swap(stale); return Deps{Snapshots: h.src} }},
 		{name: "store unavailable", req: request{method: http.MethodPut, target: instancesPath + "/5/heartbeat"}, code: model.CodeStoreUnavailable, level: "error",
 			deps: func(h *harness) Deps { return Deps{Snapshots: h.src, Writer: stubWriter{context.DeadlineExceeded}} }},
 		{name: "internal", req: request{target: loginPath}, code: model.CodeInternal, level: "error",

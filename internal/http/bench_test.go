@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"testing"
 	"time"
 
@@ -73,45 +72,12 @@ func benchServer(b *testing.B) *server {
 // loadtest) through the full handler over a 200-instance env, with the
 // production logger at info: what each request pays on top of its body.
 func BenchmarkSmallReads(b *testing.B) {
-	var nodes []node
-	for app := range 10 {
-		var ms []string
-		for m := range 20 {
-			ms = append(ms, "/acme.app"+strconv.Itoa(app)+".v1.Service/M"+strconv.Itoa(m))
-		}
-		for i := range 20 {
-			nodes = append(nodes, node{app: "app-" + strconv.Itoa(app), version: "v" + strconv.Itoa(1+i%2),
-				internal: "app-" + strconv.Itoa(app) + ".prod.svc.cluster.local:8080", lease: int64(1000*app + i + 1),
-				runDate: t0.Add(-time.Duration(i%5) * time.Second), methods: ms})
-		}
-	}
+	nodes := benchEnvNodes()
 	for _, bc := range []struct{ name, target string }{
 		{"resolution", "/v1/envs/prod/methods/acme.app3.v1.Service/M5"},
 		{"routes of one app", "/v1/envs/prod/routes?app=app-3"},
 		{"empty answer", "/v1/envs/prod/routes?app=app-none"},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			h, err := newServer(Deps{
-				Log:       zerolog.New(io.Discard).Level(zerolog.InfoLevel),
-				Snapshots: newSource(buildSnapshot(t0, nodes...)),
-				Now:       func() time.Time { return t0 },
-				Registry:  prometheus.NewRegistry(),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			r := httptest.NewRequest(http.MethodGet, bc.target, nil)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			if w.Code != http.StatusOK {
-				b.Fatalf("%d %s", w.Code, w.Body)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				w.Body.Reset()
-				h.ServeHTTP(w, r)
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { benchServe(b, nodes, bc.target) })
 	}
 }

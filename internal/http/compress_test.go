@@ -55,7 +55,7 @@ func largeRegistry(h *harness) {
 				runDate: t0.Add(-time.Second), methods: ms})
 		}
 	}
-	h.src.publish(buildSnapshot(t0, nodes...))
+	h.src.Publish(buildSnapshot(t0, nodes...))
 }
 
 func gunzip(t *testing.T, body []byte) []byte {
@@ -167,7 +167,7 @@ func TestBlockingQueryOnCompressedTag(t *testing.T) {
 		if b.answered() {
 			t.Fatalf("answered at once: %d", b.rec.Code)
 		}
-		src.publish(buildSnapshot(start, nodes[1:]...))
+		src.Publish(buildSnapshot(start, nodes[1:]...))
 		synctest.Wait()
 		if !b.answered() {
 			t.Fatal("a change did not answer the query")

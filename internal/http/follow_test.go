@@ -96,7 +96,7 @@ func TestBlockingQuery(t *testing.T) {
 			t.Errorf("blocked queries gauge %v, want 1", got)
 		}
 		// A heartbeat publishes a snapshot and changes no route: still waiting.
-		src.publish(buildSnapshot(start, fleet(start.Add(time.Second))...))
+		src.Publish(buildSnapshot(start, fleet(start.Add(time.Second))...))
 		synctest.Wait()
 		if b.answered() {
 			t.Fatalf("a heartbeat woke the query: %d %s", b.rec.Code, b.rec.Body)
@@ -104,7 +104,7 @@ func TestBlockingQuery(t *testing.T) {
 		// A registration answers it at once.
 		time.Sleep(time.Second)
 		registered := append(fleet(start.Add(time.Second)), node{app: "user-service", version: "v2", internal: "user-service:8080", lease: 9, runDate: time.Now(), methods: []string{getUser}})
-		src.publish(buildSnapshot(time.Now(), registered...))
+		src.Publish(buildSnapshot(time.Now(), registered...))
 		synctest.Wait()
 		if !b.answered() {
 			t.Fatal("a registration did not wake the query")
@@ -356,13 +356,13 @@ func TestEventStream(t *testing.T) {
 		}
 
 		// A heartbeat sends nothing; a registration sends one change.
-		src.publish(buildSnapshot(start, fleet(start.Add(time.Second))...))
+		src.Publish(buildSnapshot(start, fleet(start.Add(time.Second))...))
 		synctest.Wait()
 		if got := ofType(w.events(), "change"); len(got) != 0 {
 			t.Errorf("a heartbeat sent %+v", got)
 		}
 		grown := append(fleet(start), node{app: "order-service", version: "v1", internal: "order-service:9090", lease: 5, runDate: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}})
-		src.publish(buildSnapshot(start, grown...))
+		src.Publish(buildSnapshot(start, grown...))
 		synctest.Wait()
 		changes := ofType(w.events(), "change")
 		newTag := serve(t, srv, "/v1/envs/prod/routes", nil).Header().Get("ETag")
@@ -425,7 +425,7 @@ func TestEventStreamAllEnvs(t *testing.T) {
 			t.Fatalf("snapshot %+v", snaps)
 		}
 		// The env goes away: every route is removed.
-		src.publish(&model.Snapshot{Envs: map[string]*model.EnvIndex{}, NamespaceSyncedAt: map[string]time.Time{"firefly": start}, Namespaces: []string{"firefly"}})
+		src.Publish(&model.Snapshot{Envs: map[string]*model.EnvIndex{}, NamespaceSyncedAt: map[string]time.Time{"firefly": start}, Namespaces: []string{"firefly"}})
 		synctest.Wait()
 		changes := ofType(w.events(), "change")
 		if len(changes) != 1 || !strings.Contains(changes[0].data, `"removed":["/acme.order.v1.OrderService/Create","/acme.user.v1.UserService/Get","/acme.user.v1.UserService/List"]`) {
@@ -450,7 +450,7 @@ func TestEventStreamResetsSlowConsumer(t *testing.T) {
 		w.mu.Unlock()
 		for i := range follow.MaxLag + 2 {
 			nodes := append(fleet(start), node{app: "order-service", version: "v1", internal: "order-service:9090", lease: int64(100 + i), runDate: start, methods: []string{"/acme.order.v1.OrderService/Create"}})
-			src.publish(buildSnapshot(start, nodes[:len(nodes)-(i%2)]...))
+			src.Publish(buildSnapshot(start, nodes[:len(nodes)-(i%2)]...))
 			synctest.Wait()
 		}
 		close(gate) // the client reads again
@@ -611,7 +611,7 @@ func TestEventStreamResumesFromARememberedTag(t *testing.T) {
 		old := ofType(keeper.events(), "snapshot")[0].id
 
 		registered := append(fleet(start), node{app: "order-service", version: "v1", internal: "order-service:9090", lease: 7, runDate: start, methods: []string{"/acme.order.v1.OrderService/Cancel"}})
-		src.publish(buildSnapshot(start, registered...))
+		src.Publish(buildSnapshot(start, registered...))
 		synctest.Wait()
 		cur := serve(t, srv, "/v1/envs/prod/routes", nil).Header().Get("ETag")
 

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,28 +42,10 @@ var (
 
 // source is a SnapshotSource that tests swap snapshots in; publish
 // announces the new one as the poller does.
-type source struct {
-	snap atomic.Pointer[model.Snapshot]
-	pub  atomic.Pointer[chan struct{}]
-}
+// source is the snapshot source the tests publish through.
+type source = testkit.Source
 
-func (s *source) Snapshot() *model.Snapshot { return s.snap.Load() }
-
-func (s *source) Published() <-chan struct{} { return *s.pub.Load() }
-
-func (s *source) publish(snap *model.Snapshot) {
-	s.snap.Store(snap)
-	next := make(chan struct{})
-	close(*s.pub.Swap(&next))
-}
-
-func newSource(snap *model.Snapshot) *source {
-	s := &source{}
-	s.snap.Store(snap)
-	ch := make(chan struct{})
-	s.pub.Store(&ch)
-	return s
-}
+func newSource(snap *model.Snapshot) *source { return testkit.NewSource(snap) }
 
 // fixtureSnapshot reads the ConfigMaps in testdata as the watcher would.
 func fixtureSnapshot(t testing.TB) *model.Snapshot {

@@ -16,6 +16,20 @@ import (
 // of 20 instances, 20 methods each) through the full handler, as production
 // does: it is rendered once per liveness state and kept on the snapshot.
 func BenchmarkRoutesView(b *testing.B) {
+	nodes := benchEnvNodes()
+	for _, bc := range []struct{ name, target string }{
+		{"env", "/v1/envs/prod/routes"},
+		{"one app", "/v1/envs/prod/routes?app=app-3"},
+		{"one version", "/v1/envs/prod/routes?version=v2"},
+		{"all envs", "/v1/routes"},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchServe(b, nodes, bc.target) })
+	}
+}
+
+// benchEnvNodes is a 200-instance env: 10 apps of 20 instances in two
+// versions, 20 methods each.
+func benchEnvNodes() []node {
 	var nodes []node
 	for app := range 10 {
 		var ms []string
@@ -28,35 +42,32 @@ func BenchmarkRoutesView(b *testing.B) {
 				runDate: t0.Add(-time.Duration(i%5) * time.Second), methods: ms})
 		}
 	}
-	for _, bc := range []struct{ name, target string }{
-		{"env", "/v1/envs/prod/routes"},
-		{"one app", "/v1/envs/prod/routes?app=app-3"},
-		{"one version", "/v1/envs/prod/routes?version=v2"},
-		{"all envs", "/v1/routes"},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			h, err := newServer(Deps{
-				Log:       zerolog.New(io.Discard).Level(zerolog.InfoLevel),
-				Snapshots: newSource(buildSnapshot(t0, nodes...)),
-				Now:       func() time.Time { return t0 },
-				Registry:  prometheus.NewRegistry(),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			r := httptest.NewRequest(http.MethodGet, bc.target, nil)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			if w.Code != http.StatusOK {
-				b.Fatalf("%d %s", w.Code, w.Body)
-			}
-			b.ReportMetric(float64(w.Body.Len()), "body-bytes")
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				w.Body.Reset()
-				h.ServeHTTP(w, r)
-			}
-		})
+	return nodes
+}
+
+// benchServe serves target over nodes through the full handler, with the
+// production logger at info, once per iteration.
+func benchServe(b *testing.B, nodes []node, target string) {
+	h, err := newServer(Deps{
+		Log:       zerolog.New(io.Discard).Level(zerolog.InfoLevel),
+		Snapshots: newSource(buildSnapshot(t0, nodes...)),
+		Now:       func() time.Time { return t0 },
+		Registry:  prometheus.NewRegistry(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		b.Fatalf("%d %s", w.Code, w.Body)
+	}
+	b.ReportMetric(float64(w.Body.Len()), "body-bytes")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		w.Body.Reset()
+		h.ServeHTTP(w, r)
 	}
 }

@@ -144,7 +144,7 @@ func TestRoutesTagFollowsRouting(t *testing.T) {
 	hb := t0.Add(-2 * time.Second)
 	tagAt := func(snap *model.Snapshot) (routes, resolution string) {
 		t.Helper()
-		h.src.publish(snap)
+		h.src.Publish(snap)
 		rr := h.get("/v1/envs/prod/routes")
 		res := h.get("/v1/envs/prod/methods" + getUser)
 		if rr.Code != http.StatusOK || res.Code != http.StatusOK {
@@ -175,7 +175,7 @@ func TestRoutesTagFollowsRouting(t *testing.T) {
 
 	// Two replicas that read the same data separately answer the same tag.
 	other := newHarness(t)
-	other.src.publish(buildSnapshot(t0.Add(3*time.Second), fleet(hb)...))
+	other.src.Publish(buildSnapshot(t0.Add(3*time.Second), fleet(hb)...))
 	if got := other.get("/v1/envs/prod/routes").Header().Get("ETag"); got != base {
 		t.Errorf("another replica answers %s for the same data, this one %s", got, base)
 	}
@@ -223,7 +223,7 @@ func TestRoutesSmallerThanBatch(t *testing.T) {
 				runDate: t0.Add(-time.Duration(i%5) * time.Second), methods: ms})
 		}
 	}
-	h.src.publish(buildSnapshot(t0, nodes...))
+	h.src.Publish(buildSnapshot(t0, nodes...))
 	routes := h.get("/v1/envs/prod/routes")
 	body, _ := marshal(resolveRequest{Methods: methods})
 	batch := h.do(request{method: http.MethodPost, target: "/v1/envs/prod/resolve", body: string(body)})

@@ -24,7 +24,7 @@ func TestRunDateInFuture(t *testing.T) {
 	snap := fixtureSnapshot(t)
 	snap.Envs["skew"] = model.BuildEnv("skew", []model.Entry{{Namespace: "firefly", Key: "ahead.7", Node: n, Warnings: warnings}})
 	snap.EnvNames = append(snap.EnvNames, "skew")
-	h.src.snap.Store(snap)
+	h.src.Swap(snap)
 
 	var env envDetailView
 	decode(t, h.get("/v1/envs/skew"), &env)

@@ -903,7 +903,7 @@ func TestWriteThatOutlivesItsRequest(t *testing.T) {
 
 func TestWriteBeforeTheFirstRead(t *testing.T) {
 	h := newHarness(t)
-	h.src.snap.Store(model.EmptySnapshot([]string{"firefly", "shop"}))
+	h.src.Swap(model.EmptySnapshot([]string{"firefly", "shop"}))
 	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: h.src, Registry: h.registry, Writer: stubWriter{}, WriteNamespace: "firefly"})
 	if err != nil {
 		t.Fatal(err)

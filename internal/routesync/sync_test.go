@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,15 +69,6 @@ func toAny(s []string) []any {
 	return out
 }
 
-// fakeSource serves one snapshot at a time; the hub may read it from its
-// own goroutine.
-type fakeSource struct {
-	snap atomic.Pointer[model.Snapshot]
-}
-
-func (f *fakeSource) Snapshot() *model.Snapshot { return f.snap.Load() }
-func (f *fakeSource) set(snap *model.Snapshot)  { f.snap.Store(snap) }
-
 // registry builds snapshots of namespace "shop", synced at a given instant.
 type registry struct {
 	nodes []*model.Node
@@ -104,7 +94,7 @@ func (r *registry) snapshot(synced time.Time) *model.Snapshot {
 type harness struct {
 	t      *testing.T
 	clock  *testkit.Clock
-	source *fakeSource
+	source *testkit.Source
 	builds int
 	client *dynamicfake.FakeDynamicClient
 	disco  *fakediscovery.FakeDiscovery
@@ -143,9 +133,8 @@ func newHarness(t *testing.T, served bool, objects ...runtime.Object) *harness {
 		disco.Resources = []*metav1.APIResourceList{{GroupVersion: "example.io/v1",
 			APIResources: []metav1.APIResource{{Name: "routes", Kind: "Route", Namespaced: true}}}}
 	}
-	h := &harness{t: t, clock: testkit.NewClock(t0), source: &fakeSource{},
+	h := &harness{t: t, clock: testkit.NewClock(t0), source: testkit.NewSource(model.EmptySnapshot([]string{"shop"})),
 		client: client, disco: disco, reg: prometheus.NewRegistry()}
-	h.source.set(model.EmptySnapshot([]string{"shop"}))
 	hub, err := follow.New(follow.Options{Source: h.source, Now: h.clock.Now, TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +159,7 @@ func newHarness(t *testing.T, served bool, objects ...runtime.Object) *harness {
 func (h *harness) at(now time.Time, reg *registry) {
 	h.t.Helper()
 	h.clock.Set(now)
-	h.source.set(reg.snapshot(now))
+	h.source.Swap(reg.snapshot(now))
 	h.syncer.Reconcile(context.Background())
 }
 
@@ -306,7 +295,7 @@ func TestSyncChangesNothingOnStaleData(t *testing.T) {
 
 	before := h.writes()
 	h.clock.Set(t0.Add(grace + 10*time.Minute))
-	h.source.set(reg.snapshot(t0.Add(grace))) // last synced ten minutes ago
+	h.source.Swap(reg.snapshot(t0.Add(grace))) // last synced ten minutes ago
 	h.syncer.Reconcile(context.Background())
 	if h.writes() != before {
 		t.Error("a stale snapshot changed the cluster")
@@ -382,7 +371,7 @@ func TestDiscoverRunsBesideReconcile(t *testing.T) {
 	h := newHarness(t, true)
 	h.syncer.o.Resync = time.Millisecond // discover often, on both sides
 	reg := (&registry{}).add("user-service", "/user.v1.Users/Get", t0)
-	h.source.set(reg.snapshot(t0))
+	h.source.Swap(reg.snapshot(t0))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

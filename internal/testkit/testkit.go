@@ -1,6 +1,6 @@
 // Package testkit is what the tests of several packages share: a buffer
-// that goroutines may log into while a test reads it, a settable clock, and
-// a wait for a condition with a deadline. It is imported by tests only.
+// that goroutines may log into while a test reads it, a settable clock, a
+// snapshot source, and a wait for a condition with a deadline. It is imported by tests only.
 package testkit
 
 import (
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/model"
 )
 
 // Buffer collects what concurrent writers write, such as a server's logs.
@@ -73,3 +75,34 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 func Until(cond func() bool) func() (bool, string) {
 	return func() (bool, string) { return cond(), "not yet" }
 }
+
+// Source is a model.SnapshotNotifier that tests drive: Publish swaps in a
+// snapshot and announces it, as the poller does a changed one; Swap swaps
+// one in without announcing it, as the poller does one that only refreshes
+// sync times.
+type Source struct {
+	snap atomic.Pointer[model.Snapshot]
+	pub  atomic.Pointer[chan struct{}]
+}
+
+// NewSource returns a Source that holds snap.
+func NewSource(snap *model.Snapshot) *Source {
+	s := &Source{}
+	s.snap.Store(snap)
+	ch := make(chan struct{})
+	s.pub.Store(&ch)
+	return s
+}
+
+func (s *Source) Snapshot() *model.Snapshot  { return s.snap.Load() }
+func (s *Source) Published() <-chan struct{} { return *s.pub.Load() }
+
+// Publish swaps snap in and announces it.
+func (s *Source) Publish(snap *model.Snapshot) {
+	s.snap.Store(snap)
+	next := make(chan struct{})
+	close(*s.pub.Swap(&next))
+}
+
+// Swap swaps snap in without announcing it.
+func (s *Source) Swap(snap *model.Snapshot) { s.snap.Store(snap) }

@@ -197,26 +197,17 @@ func (k *hostileKind) send(base string, deadline time.Time) {
 func stallBodies(addr, path string, deadline time.Time, answers *counter) {
 	const announced = 256 << 10
 	sent := append([]byte(`{"methods":["`), bytes.Repeat([]byte("a"), announced*3/4)...)
-	for time.Now().Before(deadline) {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			answers.add("dial error")
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		_ = conn.SetDeadline(deadline.Add(15 * time.Second))
+	overConnections(addr, deadline, answers, func(conn net.Conn) string {
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: registry\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, announced)
 		_, _ = conn.Write(sent)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
-			answers.add("closed")
-		} else {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			answers.add(strconv.Itoa(resp.StatusCode))
+			return "closed"
 		}
-		conn.Close()
-	}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return strconv.Itoa(resp.StatusCode)
+	})
 }
 
 // hostileFollowers is the default REGISTRY_MAX_FOLLOWERS and 64 more.
@@ -225,6 +216,20 @@ const hostileFollowers = follow.DefaultMaxFollowers + 64
 // stuckFollower opens an event stream of every env, reads its status line,
 // and reads nothing more until deadline; then again, until deadline.
 func stuckFollower(addr string, deadline time.Time, answers *counter) {
+	overConnections(addr, deadline, answers, func(conn net.Conn) string {
+		fmt.Fprintf(conn, "GET /v1/routes/events HTTP/1.1\r\nHost: registry\r\n\r\n")
+		status := make([]byte, len("HTTP/1.1 200"))
+		if _, err := io.ReadFull(conn, status); err != nil {
+			return "closed"
+		}
+		time.Sleep(time.Until(deadline))
+		return string(status[len("HTTP/1.1 "):])
+	})
+}
+
+// overConnections runs talk on one new connection after another until
+// deadline, counting what each was answered.
+func overConnections(addr string, deadline time.Time, answers *counter, talk func(net.Conn) string) {
 	for time.Now().Before(deadline) {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -233,14 +238,7 @@ func stuckFollower(addr string, deadline time.Time, answers *counter) {
 			continue
 		}
 		_ = conn.SetDeadline(deadline.Add(15 * time.Second))
-		fmt.Fprintf(conn, "GET /v1/routes/events HTTP/1.1\r\nHost: registry\r\n\r\n")
-		status := make([]byte, len("HTTP/1.1 200"))
-		if _, err := io.ReadFull(conn, status); err != nil {
-			answers.add("closed")
-		} else {
-			answers.add(string(status[len("HTTP/1.1 "):]))
-			time.Sleep(time.Until(deadline))
-		}
+		answers.add(talk(conn))
 		conn.Close()
 	}
 }
