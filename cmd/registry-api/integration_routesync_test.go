@@ -223,8 +223,8 @@ func TestIntegrationRouteSync(t *testing.T) {
 		t.Errorf("order-service's route deleted %v after its deregistration, within the %v grace period", time.Since(gone), grace)
 	}
 	waitRouteMethods(t, dyn, ns, "prod.order-service", grace+within)
-	// The grace period counts from the last poll that saw the method live,
-	// at most a poll interval before the deregistration.
+	// The grace period counts from the change that removed the method: the
+	// first poll after the deregistration.
 	if took := time.Since(gone); took < grace-cfg.PollInterval {
 		t.Errorf("order-service's route deleted %v after its deregistration, within the %v grace period", took, grace)
 	}
@@ -235,9 +235,15 @@ func TestIntegrationRouteSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, within, "b leading", func() (bool, string) { return leads(t, b), "not leading" })
-	took := time.Now()
-	syncedSince(t, b, took, within)
-	syncedSince(t, b, took.Add(grace+time.Second), grace+within) // past its quiet start
+	// b reconciles as its term starts, and again when its quiet start ends
+	// and it may remove: nothing else changes meanwhile to wake it.
+	var first time.Time
+	testkit.WaitFor(t, within, "b's first route sync", func() (bool, string) {
+		v, _ := metricValue(t, b, "registry_api_sync_last_success_timestamp_seconds")
+		first = time.Unix(0, int64(v*1e9))
+		return v > 0, "none yet"
+	})
+	syncedSince(t, b, first, grace+within) // past its quiet start
 	after, methods := routeMethods(t, dyn, ns, "prod.user-service")
 	if after == nil || after.GetUID() != before.GetUID() || after.GetResourceVersion() != before.GetResourceVersion() {
 		t.Errorf("user-service's route after the leader change: %v, resourceVersion %s → %s", methods, before.GetResourceVersion(), after.GetResourceVersion())

@@ -82,7 +82,10 @@ type Options struct {
 	Grace time.Duration
 	// MaxStaleness is the oldest snapshot the sync acts on: older data may
 	// describe a registry that has since moved on, or the API server is
-	// down. Default 30 s.
+	// down. It is also how often the leader checks that its data is fresh
+	// while the table does not change, so that an outage pauses it (and
+	// starts a grace period when it ends) even when no instance dies
+	// meanwhile; a check rebuilds nothing. Default 30 s.
 	MaxStaleness time.Duration
 	// Resync is how often every object is applied again and discovery
 	// repeated, even when the route table did not change, so that a hand
@@ -264,8 +267,8 @@ func (s *Syncer) discover() []KindStatus {
 }
 
 // Run reconciles whenever the route table's tag changes or a deadline (a
-// grace period running out, a resync) comes, until ctx ends: the leader's
-// work.
+// grace period running out, a resync, a check that the data is fresh) comes,
+// until ctx ends: the leader's work.
 func (s *Syncer) Run(ctx context.Context) {
 	s.startTerm(s.o.Now())
 	defer s.endTerm()
@@ -351,7 +354,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	if routes == s.lastRoutes && !full && (s.graceEnds.IsZero() || now.Before(s.graceEnds)) {
 		// The same table, quiet state and kinds build the same objects.
 		s.m.lastSuccess.Set(unixSeconds(now))
-		next := earliest(s.graceEnds, s.lastFull.Add(s.o.Resync))
+		next := earliest(earliest(s.graceEnds, s.lastFull.Add(s.o.Resync)), now.Add(s.o.MaxStaleness))
 		if quiet {
 			next = earliest(next, s.quietUntil)
 		}
@@ -367,7 +370,7 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	if quiet {
 		next = earliest(next, s.quietUntil)
 	}
-	next = earliest(next, s.lastFull.Add(s.o.Resync))
+	next = earliest(earliest(next, s.lastFull.Add(s.o.Resync)), now.Add(s.o.MaxStaleness))
 	hashes := hashObjects(desired)
 	tableHash := digest(hashes) + fmt.Sprint(quiet, status)
 	if tableHash == s.lastTable && !full {

@@ -404,6 +404,11 @@ func TestSyncDoesNotRebuildAnUnchangedTable(t *testing.T) {
 	if h.builds != built {
 		t.Errorf("heartbeats rebuilt the objects %d times", h.builds-built)
 	}
+	// With nothing to do, the leader still looks again within MaxStaleness:
+	// an outage must pause it even when no instance dies meanwhile.
+	if next := h.syncer.Reconcile(context.Background()); next.After(h.clock.Now().Add(h.syncer.o.MaxStaleness)) {
+		t.Errorf("next look at %s, later than MaxStaleness (%s) from now", next.Sub(h.clock.Now()), h.syncer.o.MaxStaleness)
+	}
 	at := start.Add(30 * time.Second)
 	h.at(at, (&registry{}).add("user-service", "/user.v1.Users/Get", at).add("order-service", "/order.v1.Orders/Get", at))
 	if h.builds == built {
