@@ -41,21 +41,9 @@ func TestAcceptsGzip(t *testing.T) {
 }
 
 // largeRegistry publishes an env whose routes view and exports are large
-// enough to be compressed.
+// enough to be compressed: 20 apps of 3 instances, 20 methods each.
 func largeRegistry(h *harness) {
-	var nodes []node
-	for app := range 20 {
-		var ms []string
-		for m := range 20 {
-			ms = append(ms, "/acme.app"+strconv.Itoa(app)+".v1.Service/M"+strconv.Itoa(m))
-		}
-		for i := range 3 {
-			nodes = append(nodes, node{app: "app-" + strconv.Itoa(app), version: "v1",
-				internal: "app-" + strconv.Itoa(app) + ".prod.svc.cluster.local:8080", lease: int64(1000*app + i + 1),
-				runDate: t0.Add(-time.Second), methods: ms})
-		}
-	}
-	h.src.Publish(buildSnapshot(t0, nodes...))
+	h.src.Publish(buildSnapshot(t0, appNodes(20, 3)...))
 }
 
 func gunzip(t *testing.T, body []byte) []byte {

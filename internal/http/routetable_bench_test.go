@@ -27,16 +27,19 @@ func BenchmarkRoutesView(b *testing.B) {
 	}
 }
 
-// benchEnvNodes is a 200-instance env: 10 apps of 20 instances in two
-// versions, 20 methods each.
-func benchEnvNodes() []node {
+// benchEnvNodes is a 200-instance env: 10 apps of 20 instances.
+func benchEnvNodes() []node { return appNodes(10, 20) }
+
+// appNodes are apps of perApp instances each, in versions v1 and v2, whose
+// heartbeats span 5 s; each app serves 20 methods.
+func appNodes(apps, perApp int) []node {
 	var nodes []node
-	for app := range 10 {
+	for app := range apps {
 		var ms []string
 		for m := range 20 {
 			ms = append(ms, "/acme.app"+strconv.Itoa(app)+".v1.Service/M"+strconv.Itoa(m))
 		}
-		for i := range 20 {
+		for i := range perApp {
 			nodes = append(nodes, node{app: "app-" + strconv.Itoa(app), version: "v" + strconv.Itoa(1+i%2),
 				internal: "app-" + strconv.Itoa(app) + ".prod.svc.cluster.local:8080", lease: int64(1000*app + i + 1),
 				runDate: t0.Add(-time.Duration(i%5) * time.Second), methods: ms})
