@@ -274,7 +274,7 @@ func (f *Follower) Find(tag string) *Revision {
 // that asks. It is ErrBehind when from is more than MaxLag revisions older.
 func Since(from, to *Revision) (*Change, error) {
 	switch {
-	case to.Seq-from.Seq > MaxLag:
+	case to.Seq > from.Seq && to.Seq-from.Seq > MaxLag:
 		return nil, ErrBehind
 	case to.Seq == from.Seq+1 && to.change != nil:
 		return to.change, nil

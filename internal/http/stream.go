@@ -149,9 +149,11 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 		}
 		defer f.Close()
 
+		// Found before the head is read: a remembered revision is then never
+		// newer than the head.
+		from := f.Find(lastEventID(r))
 		head := f.Head()
 		var first *model.Rendered
-		from := f.Find(lastEventID(r))
 		if from == nil {
 			// A tag this replica does not remember gets the whole table.
 			out, err := renderTopic(key, head, fl.live.ttl)
