@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/caarlos0/env/v11"
+	"github.com/kelseyhightower/envconfig"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acme/registry-api/internal/auth"
@@ -21,77 +21,70 @@ import (
 	"github.com/acme/registry-api/internal/store"
 )
 
-// envPrefix starts every configuration variable.
-const envPrefix = "REGISTRY_"
-
 // Config is the whole configuration of the service. Its defaults are those of
 // a cluster deployment; `make run` sets the memory store.
 type Config struct {
-	Addr             string        `env:"ADDR" envDefault:":8080" desc:"listen address"`
-	Store            string        `env:"STORE" envDefault:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
-	Seed             string        `env:"SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive    bool          `env:"SEED_KEEPALIVE" envDefault:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
-	Namespaces       []string      `env:"NAMESPACES" envDefault:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
-	PollInterval     time.Duration `env:"POLL_INTERVAL" envDefault:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
-	TTL              time.Duration `env:"TTL" envDefault:"10s" desc:"a node is alive while now - run_date <= TTL"`
-	RunDateZone      string        `env:"RUN_DATE_ZONE" envDefault:"UTC" desc:"time zone in which run_date values without a zone are read"`
-	MaxClockSkew     time.Duration `env:"MAX_CLOCK_SKEW" envDefault:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
-	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info" desc:"debug, info, warn or error"`
-	LogFormat        string        `env:"LOG_FORMAT" envDefault:"json" desc:"json or console"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
-	MaxInFlight      int           `env:"MAX_IN_FLIGHT" envDefault:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
-	BodyReadTimeout  time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
-	MaxBodyBytes     int64         `env:"MAX_BODY_BYTES" envDefault:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
-	LogLineBytes     int           `env:"LOG_LINE_BYTES" envDefault:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
-	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
-	Kubeconfig       string        `env:"KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
+	Addr             string        `envconfig:"REGISTRY_ADDR" default:":8080" desc:"listen address"`
+	Store            string        `envconfig:"REGISTRY_STORE" default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
+	Seed             string        `envconfig:"REGISTRY_SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
+	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
+	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
+	TTL              time.Duration `envconfig:"REGISTRY_TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
+	RunDateZone      string        `envconfig:"REGISTRY_RUN_DATE_ZONE" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
+	MaxClockSkew     time.Duration `envconfig:"REGISTRY_MAX_CLOCK_SKEW" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
+	LogLevel         string        `envconfig:"REGISTRY_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat        string        `envconfig:"REGISTRY_LOG_FORMAT" default:"json" desc:"json or console"`
+	ShutdownTimeout  time.Duration `envconfig:"REGISTRY_SHUTDOWN_TIMEOUT" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	MaxInFlight      int           `envconfig:"REGISTRY_MAX_IN_FLIGHT" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
+	BodyReadTimeout  time.Duration `envconfig:"REGISTRY_BODY_READ_TIMEOUT" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	MaxBodyBytes     int64         `envconfig:"REGISTRY_MAX_BODY_BYTES" default:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
+	LogLineBytes     int           `envconfig:"REGISTRY_LOG_LINE_BYTES" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
+	LogFlushInterval time.Duration `envconfig:"REGISTRY_LOG_FLUSH_INTERVAL" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
+	Kubeconfig       string        `envconfig:"REGISTRY_KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
 
-	ReadOnly          bool          `env:"READ_ONLY" envDefault:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
-	WriteNamespace    string        `env:"WRITE_NAMESPACE" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
-	WriteBatchWindow  time.Duration `env:"WRITE_BATCH_WINDOW" envDefault:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
-	MaxConfigMapBytes int           `env:"MAX_CONFIGMAP_BYTES" envDefault:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
+	ReadOnly          bool          `envconfig:"REGISTRY_READ_ONLY" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
+	WriteNamespace    string        `envconfig:"REGISTRY_WRITE_NAMESPACE" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
+	WriteBatchWindow  time.Duration `envconfig:"REGISTRY_WRITE_BATCH_WINDOW" default:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
+	MaxConfigMapBytes int           `envconfig:"REGISTRY_MAX_CONFIGMAP_BYTES" default:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
 
-	Auth           string   `env:"AUTH" desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
-	TokenAudiences []string `env:"TOKEN_AUDIENCES" envDefault:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
-	AdminSubjects  []string `env:"ADMIN_SUBJECTS" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
-	ReadAuth       bool     `env:"READ_AUTH" envDefault:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
+	Auth           string   `envconfig:"REGISTRY_AUTH" desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
+	TokenAudiences []string `envconfig:"REGISTRY_TOKEN_AUDIENCES" default:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
+	AdminSubjects  []string `envconfig:"REGISTRY_ADMIN_SUBJECTS" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
+	ReadAuth       bool     `envconfig:"REGISTRY_READ_AUTH" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
-	MaxFollowers int `env:"MAX_FOLLOWERS" envDefault:"2048" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
+	MaxFollowers int `envconfig:"REGISTRY_MAX_FOLLOWERS" default:"2048" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
-	GCAfter            time.Duration `env:"GC_AFTER" envDefault:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
-	LeaseName          string        `env:"LEASE_NAME" envDefault:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
-	LeaseNamespace     string        `env:"LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
-	LeaseDuration      time.Duration `env:"LEASE_DURATION" envDefault:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaseRenewDeadline time.Duration `env:"LEASE_RENEW_DEADLINE" envDefault:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaseRetryPeriod   time.Duration `env:"LEASE_RETRY_PERIOD" envDefault:"2s" desc:"interval between attempts to acquire or renew the lease"`
+	GCAfter            time.Duration `envconfig:"REGISTRY_GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	LeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" default:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
+	LeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
+	LeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
+	LeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
 
-	Gateway            string        `env:"GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
-	IstioVersionHeader string        `env:"ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
-	SyncGRPCRoutes     bool          `env:"SYNC_GRPCROUTES" envDefault:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
-	SyncIstio          bool          `env:"SYNC_ISTIO" envDefault:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
-	SyncGrace          time.Duration `env:"SYNC_GRACE" envDefault:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
+	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	SyncGRPCRoutes     bool          `envconfig:"REGISTRY_SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
+	SyncIstio          bool          `envconfig:"REGISTRY_SYNC_ISTIO" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
+	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
-	OnListen func(net.Addr) `env:"-"`
+	OnListen func(net.Addr) `ignored:"true"`
 }
 
-// loadConfig reads the configuration from the REGISTRY_* variables that
-// getenv answers. An empty value counts as unset, as with os.Getenv: the
-// variable keeps its default. Only the REGISTRY_ names are read, so a stray
-// TTL or GC_AFTER in a pod's environment changes nothing.
-func loadConfig(getenv func(string) string) (Config, error) {
-	vars := configVars()
-	// Non-nil even when empty: with a nil map the library would read the
-	// process environment instead.
-	environment := make(map[string]string, len(vars))
-	for _, v := range vars {
-		if value := getenv(v.key); value != "" {
-			environment[v.key] = value
-		}
-	}
+// loadConfig reads the configuration from the process environment with
+// envconfig. Every variable is named in full in its field's tag (the prefix
+// is empty), so the library's fallback to a bare name is the same name: a
+// stray TTL or GC_AFTER in a pod's environment changes nothing.
+func loadConfig() (Config, error) {
 	var cfg Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: envPrefix, Environment: environment}); err != nil {
-		return Config{}, namedParseErrors(err, vars, environment)
+	if err := envconfig.Process("", &cfg); err != nil {
+		var parse *envconfig.ParseError
+		if errors.As(err, &parse) {
+			// Said as the operator wrote it: the variable and its value.
+			return Config{}, fmt.Errorf("%s=%q: %w", parse.KeyName, parse.Value, parse.Err)
+		}
+		return Config{}, fmt.Errorf("read configuration: %w", err)
 	}
 	return cfg, cfg.validate()
 }
@@ -107,36 +100,11 @@ func configVars() []configVar {
 	vars := make([]configVar, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if name := f.Tag.Get("env"); name != "" && name != "-" {
-			vars = append(vars, configVar{field: f.Name, key: envPrefix + name, def: f.Tag.Get("envDefault"), meaning: f.Tag.Get("desc")})
+		if key := f.Tag.Get("envconfig"); key != "" && f.Tag.Get("ignored") != "true" {
+			vars = append(vars, configVar{field: f.Name, key: key, def: f.Tag.Get("default"), meaning: f.Tag.Get("desc")})
 		}
 	}
 	return vars
-}
-
-// namedParseErrors says which variable held each value that did not parse;
-// the library names only the Go field.
-func namedParseErrors(err error, vars []configVar, environment map[string]string) error {
-	var all env.AggregateError
-	if !errors.As(err, &all) {
-		return fmt.Errorf("read configuration: %w", err)
-	}
-	named := make([]error, 0, len(all.Errors))
-	for _, e := range all.Errors {
-		var parse env.ParseError
-		if !errors.As(e, &parse) {
-			named = append(named, e)
-			continue
-		}
-		i := slices.IndexFunc(vars, func(v configVar) bool { return v.field == parse.Name })
-		if i < 0 {
-			named = append(named, e)
-			continue
-		}
-		key := vars[i].key
-		named = append(named, fmt.Errorf("%s=%q: %w", key, environment[key], parse.Err))
-	}
-	return errors.Join(named...)
 }
 
 // validate checks c; resolve derives its values, checking them too.

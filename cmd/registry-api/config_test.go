@@ -10,20 +10,17 @@ import (
 	"time"
 )
 
-func TestLoadConfigReadsOnlyGetenv(t *testing.T) {
-	// The process environment says otherwise; loadConfig must not look.
-	t.Setenv("REGISTRY_TTL", "3s")
-	cfg, err := loadConfig(envOf(
-		"TTL", "1s", // the library's old fallback names are not read
+func TestLoadConfigReadsOnlyREGISTRYNames(t *testing.T) {
+	cfg, err := configFrom(t,
+		"TTL", "1s", // bare names, envconfig's fallback, are not read
 		"GC_AFTER", "1m",
-		"REGISTRY_LOG_LEVEL", "", // empty means unset: the default stays
 		"REGISTRY_POLL_INTERVAL", "500ms",
-	))
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.TTL != 10*time.Second || cfg.GCAfter != 15*time.Minute {
-		t.Errorf("TTL %s, GC after %s: read from outside getenv's REGISTRY_ names", cfg.TTL, cfg.GCAfter)
+		t.Errorf("TTL %s, GC after %s: read from names outside REGISTRY_", cfg.TTL, cfg.GCAfter)
 	}
 	if cfg.LogLevel != "info" || cfg.PollInterval != 500*time.Millisecond {
 		t.Errorf("log level %q, poll interval %s; want info, 500ms", cfg.LogLevel, cfg.PollInterval)
@@ -37,7 +34,7 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 		"REGISTRY_MAX_IN_FLIGHT":  "many",
 		"REGISTRY_MAX_BODY_BYTES": "1e9",
 	} {
-		_, err := loadConfig(envOf(name, value))
+		_, err := configFrom(t, name, value)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: %v; want an error naming the variable", name, value, err)
 		}
@@ -96,15 +93,16 @@ func TestREADMEConfigTableIsComplete(t *testing.T) {
 	}
 }
 
-// TestEveryConfigFieldIsAVariable guards against a field that no variable
-// sets: without an env tag the library leaves it at its zero value.
+// TestEveryConfigFieldIsAVariable guards against a field that no REGISTRY_
+// variable sets: without an envconfig tag the library would read the
+// field's bare name.
 func TestEveryConfigFieldIsAVariable(t *testing.T) {
 	t.Parallel()
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if f.Tag.Get("env") == "" {
-			t.Errorf("Config.%s has no env tag (env:\"-\" for one set in code)", f.Name)
+		if !strings.HasPrefix(f.Tag.Get("envconfig"), "REGISTRY_") && f.Tag.Get("ignored") != "true" {
+			t.Errorf("Config.%s has no envconfig:\"REGISTRY_…\" tag (ignored:\"true\" for one set in code)", f.Name)
 		}
 	}
 	if n := len(configVars()); n != typ.NumField()-1 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,6 +91,25 @@ func mustMetric(t *testing.T, base, name string, labels ...string) float64 {
 		t.Fatalf("/metrics has no %s%v", name, labels)
 	}
 	return v
+}
+
+// configFrom reads the configuration from a process environment that holds
+// the given name, value pairs and no other REGISTRY_ variable; the test's
+// end restores the environment (t.Setenv).
+func configFrom(t *testing.T, kv ...string) (Config, error) {
+	t.Helper()
+	for _, v := range configVars() {
+		if _, ok := os.LookupEnv(v.key); ok {
+			t.Setenv(v.key, "")
+			if err := os.Unsetenv(v.key); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.Setenv(kv[i], kv[i+1])
+	}
+	return loadConfig()
 }
 
 // envOf is a getenv that answers the given name, value pairs and nothing else.

@@ -13,7 +13,7 @@ import (
 )
 
 func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
-	cfg, err := loadConfig(envOf())
+	cfg, err := configFrom(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
 		t.Errorf("upkeep defaults: %+v", cfg)
 	}
 
-	if cfg, err = loadConfig(envOf("REGISTRY_STORE", "memory")); err != nil || cfg.authMode() != authNone {
+	if cfg, err = configFrom(t, "REGISTRY_STORE", "memory"); err != nil || cfg.authMode() != authNone {
 		t.Errorf("memory store: auth %s, %v; want none", cfg.authMode(), err)
 	}
 
@@ -39,13 +39,13 @@ func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
 		"REGISTRY_LEASE_RENEW_DEADLINE", "2s",
 		"REGISTRY_LEASE_RETRY_PERIOD", "500ms",
 	}
-	if cfg, err = loadConfig(envOf(set...)); err != nil {
+	if cfg, err = configFrom(t, set...); err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.AdminSubjects) != 2 || len(cfg.TokenAudiences) != 2 || !cfg.ReadAuth || cfg.GCAfter != 0 || cfg.LeaseDuration != 4*time.Second {
 		t.Errorf("set: %+v", cfg)
 	}
-	if _, err := loadConfig(envOf(append(set, "REGISTRY_AUTH", "none")...)); err == nil {
+	if _, err := configFrom(t, append(set, "REGISTRY_AUTH", "none")...); err == nil {
 		t.Error("REGISTRY_READ_AUTH=true with REGISTRY_AUTH=none was accepted")
 	}
 }

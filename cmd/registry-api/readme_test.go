@@ -172,12 +172,12 @@ func TestREADMEShellBlocks(t *testing.T) {
 	}
 
 	// What `make run` sets; everything else keeps its default.
-	cfg, err := loadConfig(envOf(
+	cfg, err := configFrom(t,
 		"REGISTRY_ADDR", "127.0.0.1:0",
 		"REGISTRY_STORE", "memory",
 		"REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"),
 		"REGISTRY_SEED_KEEPALIVE", "true",
-	))
+	)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, version)
 		return nil
 	}
-	cfg, err := loadConfig(getenv)
+	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}

@@ -528,22 +528,22 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestLoadConfigWritePathDefaults(t *testing.T) {
-	cfg, err := loadConfig(envOf())
+	cfg, err := configFrom(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.ReadOnly || cfg.WriteBatchWindow != 100*time.Millisecond || cfg.MaxConfigMapBytes != 921600 {
 		t.Errorf("defaults: read-only %v, batch window %s, max bytes %d", cfg.ReadOnly, cfg.WriteBatchWindow, cfg.MaxConfigMapBytes)
 	}
-	cfg, err = loadConfig(envOf(
+	cfg, err = configFrom(t,
 		"REGISTRY_READ_ONLY", "true",
 		"REGISTRY_WRITE_BATCH_WINDOW", "0s",
 		"REGISTRY_MAX_CONFIGMAP_BYTES", "4096",
-	))
+	)
 	if err != nil || !cfg.ReadOnly || cfg.WriteBatchWindow != 0 || cfg.MaxConfigMapBytes != 4096 {
 		t.Errorf("set: %+v, %v", cfg, err)
 	}
-	if _, err := loadConfig(envOf("REGISTRY_MAX_CONFIGMAP_BYTES", "2000000")); err == nil || !strings.Contains(err.Error(), "REGISTRY_MAX_CONFIGMAP_BYTES") {
+	if _, err := configFrom(t, "REGISTRY_MAX_CONFIGMAP_BYTES", "2000000"); err == nil || !strings.Contains(err.Error(), "REGISTRY_MAX_CONFIGMAP_BYTES") {
 		t.Errorf("2000000 bytes: %v", err)
 	}
 }
