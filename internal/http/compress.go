@@ -83,17 +83,22 @@ func representation(w http.ResponseWriter, r *http.Request, out *model.Rendered)
 	return out.Compressed(gzipRendering)
 }
 
-// writeRendered answers out, compressed where it goes so (a 304 when the
-// request's If-None-Match holds the tag of what it would be sent as).
-func writeRendered(w http.ResponseWriter, r *http.Request, contentType []string, out *model.Rendered) {
-	rep := representation(w, r, out)
+// writeRendered answers out, compressed where it goes so when it is
+// compressible: a route table or an export, not a resolution, whose
+// rendering is small and per request (a 304 when the request's
+// If-None-Match holds the tag of what it would be sent as).
+func writeRendered(w http.ResponseWriter, r *http.Request, contentType []string, out *model.Rendered, compressible bool) {
+	rep := out
+	if compressible {
+		rep = representation(w, r, out)
+	}
 	writeBody(w, r, http.StatusOK, contentType, rep.Body, rep.ETag, rep.Length)
 }
 
 // representedTag is the tag of what out is sent to r as, without
 // compressing it.
-func representedTag(r *http.Request, out *model.Rendered) string {
-	if len(out.Body) >= minGzipBytes && acceptsGzip(r) {
+func representedTag(r *http.Request, out *model.Rendered, compressible bool) string {
+	if compressible && len(out.Body) >= minGzipBytes && acceptsGzip(r) {
 		return gzipTag(out.ETag[0])
 	}
 	return out.ETag[0]

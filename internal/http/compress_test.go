@@ -165,3 +165,17 @@ func TestBlockingQueryOnCompressedTag(t *testing.T) {
 		}
 	})
 }
+
+// A resolution is rendered per request and stays plain, however large: only
+// route tables and exports are compressed.
+func TestResolutionNotCompressed(t *testing.T) {
+	h := newHarness(t)
+	h.src.Publish(buildSnapshot(t0, appNodes(10, 20)...))
+	rec := h.do(request{target: "/v1/envs/prod/methods/acme.app3.v1.Service/M5", header: map[string]string{"Accept-Encoding": "gzip"}})
+	if rec.Code != http.StatusOK || rec.Body.Len() < minGzipBytes {
+		t.Fatalf("%d, %d bytes: too small for the test", rec.Code, rec.Body.Len())
+	}
+	if rec.Header().Get("Content-Encoding") != "" || rec.Header().Get("Vary") != "" {
+		t.Errorf("a resolution: %v", rec.Header())
+	}
+}

@@ -140,7 +140,7 @@ func writeExport(w http.ResponseWriter, r *http.Request, a *exportAnswer) {
 	h := w.Header()
 	h[hdrVary] = varyAccept
 	h[hdrSkipped] = a.skipped
-	writeRendered(w, r, a.contentType, a.rendered)
+	writeRendered(w, r, a.contentType, a.rendered, true)
 }
 
 // exportYAML converts the JSON list to YAML (keys sorted, so deterministic

@@ -98,8 +98,9 @@ func (fl *following) admit(w http.ResponseWriter, r *http.Request, key, kind str
 // serveBlocking answers a view rendered by render, waiting first when the
 // request holds a tag (If-None-Match) and asks to wait (Prefer: wait=N): the
 // answer comes once the view's tag differs, or as 304 when the wait runs
-// out or the server drains.
-func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key string, render func(*model.Snapshot, time.Time) (*model.Rendered, error)) {
+// out or the server drains. A compressible view (a route table) goes
+// gzip-compressed to a client that accepts it.
+func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key string, compressible bool, render func(*model.Snapshot, time.Time) (*model.Rendered, error)) {
 	inm := r.Header[hdrIfNoneMatch]
 	wait := preferredWait(r)
 	if len(inm) == 0 || wait <= 0 {
@@ -108,7 +109,7 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 			writeProblem(w, r, err)
 			return
 		}
-		writeRendered(w, r, ctJSON, out)
+		writeRendered(w, r, ctJSON, out, compressible)
 		return
 	}
 	if r.URL.Query().Has("version") {
@@ -131,8 +132,8 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 			writeProblem(w, r, err)
 			return
 		}
-		if !etagMatches(inm, representedTag(r, out)) {
-			writeRendered(w, r, ctJSON, out)
+		if !etagMatches(inm, representedTag(r, out, compressible)) {
+			writeRendered(w, r, ctJSON, out, compressible)
 			return
 		}
 		select {
@@ -143,7 +144,7 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 		case <-r.Context().Done():
 			return
 		}
-		writeRendered(w, r, ctJSON, out) // a 304: the tag matches
+		writeRendered(w, r, ctJSON, out, compressible) // a 304: the tag matches
 		return
 	}
 }

@@ -238,7 +238,7 @@ func handleEnvRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := pathParam(r, "env")
 		f := routeFilterOf(r)
-		fl.serveBlocking(w, r, name, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		fl.serveBlocking(w, r, name, true, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
 			env, err := lookupEnv(w, snap, name)
 			if err != nil {
 				return nil, err
@@ -251,7 +251,7 @@ func handleEnvRoutes(live liveness, fl *following) http.HandlerFunc {
 // handleAllRoutes serves GET /v1/routes: every env's routes at once.
 func handleAllRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		fl.serveBlocking(w, r, follow.AllEnvs, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		fl.serveBlocking(w, r, follow.AllEnvs, true, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
 			setSyncedAt(w, snap.SyncedAt())
 			return renderAllRoutes(snap, now, live.ttl)
 		})
@@ -268,7 +268,7 @@ func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness,
 		return
 	}
 	version := r.URL.Query().Get("version")
-	fl.serveBlocking(w, r, name, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+	fl.serveBlocking(w, r, name, false, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
 		env, err := lookupEnv(w, snap, name)
 		if err != nil {
 			return nil, err
