@@ -230,10 +230,11 @@ func openStore(ctx context.Context, cfg settings, getenv func(string) string, lo
 		if cfg.SeedKeepalive {
 			// Refreshed before anything reads the seed: its run_dates are old,
 			// and the leader's GC would remove the demo entries first.
-			if err := store.RefreshSeed(ctx, mem, cfg.zone); err != nil {
+			entries := store.SeedEntriesOf(seed)
+			if err := store.RefreshSeed(ctx, mem, entries, cfg.zone); err != nil {
 				return nil, nil, nil, err
 			}
-			go store.KeepSeedAlive(ctx, mem, cfg.TTL/2, cfg.zone, log.With().Str("component", "demo-keepalive").Logger())
+			go store.KeepSeedAlive(ctx, mem, entries, cfg.TTL/2, cfg.zone, log.With().Str("component", "demo-keepalive").Logger())
 		}
 		return mem, nil, nil, nil
 	}

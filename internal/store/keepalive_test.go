@@ -70,7 +70,7 @@ func checkRefreshed(t testing.TB, before, after string, from, to time.Time, zone
 	}
 }
 
-func TestRefreshAll(t *testing.T) {
+func TestRefreshSeedEntries(t *testing.T) {
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestRefreshAll(t *testing.T) {
 			before, _ := m.List(ctx, "")
 
 			from := time.Now()
-			if err := refreshAll(ctx, m, zone); err != nil {
+			if err := refreshSeed(ctx, m, SeedEntriesOf(seed), zone); err != nil {
 				t.Fatal(err)
 			}
 			to := time.Now()
@@ -133,22 +133,17 @@ func slicesEqualKeys(a, b map[string]string) bool {
 // flaky wraps a Store, injecting errors into chosen calls.
 type flaky struct {
 	Store
-	lists, gets, updates atomic.Int32
-	onList               func(n int32) error
-	onUpdate             func(n int32, cm *corev1.ConfigMap) error
-}
-
-func (f *flaky) List(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
-	if n := f.lists.Add(1); f.onList != nil {
-		if err := f.onList(n); err != nil {
-			return nil, err
-		}
-	}
-	return f.Store.List(ctx, ns)
+	gets, updates atomic.Int32
+	onGet         func(n int32, name string) error
+	onUpdate      func(n int32, cm *corev1.ConfigMap) error
 }
 
 func (f *flaky) Get(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
-	f.gets.Add(1)
+	if n := f.gets.Add(1); f.onGet != nil {
+		if err := f.onGet(n, name); err != nil {
+			return nil, err
+		}
+	}
 	return f.Store.Get(ctx, ns, name)
 }
 
@@ -164,10 +159,12 @@ func (f *flaky) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.Confi
 var gr = schema.GroupResource{Resource: "configmaps"}
 
 // A conflict (another writer got in between) is retried from a fresh read,
-// so the other writer's change survives.
-func TestRefreshAllRetriesConflicts(t *testing.T) {
+// so the other writer's change survives, and the other writer's entry is
+// not the seed's to refresh.
+func TestRefreshSeedRetriesConflicts(t *testing.T) {
 	ctx := t.Context()
-	m := newMemory(t, *configMap("firefly", "ff-registry-prod", map[string]string{"user-service.1795695862709570046": entryUser}))
+	seed := []corev1.ConfigMap{*configMap("firefly", "ff-registry-prod", map[string]string{"user-service.1795695862709570046": entryUser})}
+	m := newMemory(t, seed...)
 	s := &flaky{Store: m}
 	s.onUpdate = func(n int32, _ *corev1.ConfigMap) error {
 		if n == 1 {
@@ -181,7 +178,7 @@ func TestRefreshAllRetriesConflicts(t *testing.T) {
 		return nil
 	}
 	from := time.Now()
-	if err := refreshAll(ctx, s, nil); err != nil {
+	if err := refreshSeed(ctx, s, SeedEntriesOf(seed), nil); err != nil {
 		t.Fatal(err)
 	}
 	to := time.Now()
@@ -193,21 +190,65 @@ func TestRefreshAllRetriesConflicts(t *testing.T) {
 		t.Fatalf("the concurrent writer's entry was lost: %v", cm.Data)
 	}
 	checkRefreshed(t, entryUser, cm.Data["user-service.1795695862709570046"], from, to, nil)
-	checkRefreshed(t, entryExtra, cm.Data["user-service.1795695862712874049"], from, to, nil)
+	if got := cm.Data["user-service.1795695862712874049"]; got != entryExtra {
+		t.Errorf("an entry registered after the seed was refreshed: %s", got)
+	}
 }
 
-func TestRefreshAllErrors(t *testing.T) {
+// Only the seed's entries are kept alive: one registered later heartbeats or
+// dies on its own, one deregistered stays gone, and a ConfigMap whose seeded
+// entries are all gone is not written at all.
+func TestRefreshSeedOnlyTheSeed(t *testing.T) {
 	ctx := t.Context()
-	listErr := apierrors.NewForbidden(gr, "", errors.New("no"))
-	s := &flaky{Store: newMemory(t, keepaliveSeed()...), onList: func(int32) error { return listErr }}
-	if err := refreshAll(ctx, s, nil); !errors.Is(err, listErr) {
-		t.Errorf("list failure: %v", err)
+	seed := keepaliveSeed()
+	m := newMemory(t, seed...)
+	entries := SeedEntriesOf(seed)
+
+	cur := mustGet(t, m, "firefly", "ff-registry-prod")
+	delete(cur.Data, "user-service.1795695862712874049")
+	cur.Data["user-service.1795695862799999999"] = entryExtra
+	if _, err := m.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	staging := mustGet(t, m, "shop", "ff-registry-staging")
+	delete(staging.Data, "order-service.1795695862719322195")
+	staging.Data["order-service.1795695862700000001"] = entryOrder
+	staging, err := m.Update(ctx, staging)
+	if err != nil {
+		t.Fatal(err)
 	}
 
-	gone := apierrors.NewNotFound(gr, "ff-registry-empty")
+	from := time.Now()
+	if err := refreshSeed(ctx, m, entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now()
+	prod := mustGet(t, m, "firefly", "ff-registry-prod")
+	checkRefreshed(t, entryUser, prod.Data["user-service.1795695862709570046"], from, to, nil)
+	if _, ok := prod.Data["user-service.1795695862712874049"]; ok {
+		t.Error("a deregistered seed entry came back")
+	}
+	if got := prod.Data["user-service.1795695862799999999"]; got != entryExtra {
+		t.Errorf("an entry registered after the seed was refreshed: %s", got)
+	}
+	if got := mustGet(t, m, "shop", "ff-registry-staging"); got.ResourceVersion != staging.ResourceVersion {
+		t.Errorf("ff-registry-staging, with no seed entry left, was written: %v", got.Data)
+	}
+}
+
+func TestRefreshSeedErrors(t *testing.T) {
+	ctx := t.Context()
+	entries := SeedEntriesOf(keepaliveSeed())
+	getErr := apierrors.NewForbidden(gr, "", errors.New("no"))
+	s := &flaky{Store: newMemory(t, keepaliveSeed()...), onGet: func(int32, string) error { return getErr }}
+	if err := refreshSeed(ctx, s, entries, nil); !errors.Is(err, getErr) {
+		t.Errorf("get failure: %v", err)
+	}
+
+	gone := apierrors.NewNotFound(gr, "ff-registry-prod")
 	s = &flaky{Store: newMemory(t, keepaliveSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return gone }}
-	err := refreshAll(ctx, s, nil)
-	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "refresh firefly/ff-registry-empty: ") {
+	err := refreshSeed(ctx, s, entries, nil)
+	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "refresh firefly/ff-registry-prod: ") {
 		t.Errorf("update failure: %v", err)
 	}
 	if s.updates.Load() != 1 {
@@ -216,7 +257,7 @@ func TestRefreshAllErrors(t *testing.T) {
 
 	conflict := apierrors.NewConflict(gr, "ff-registry-prod", errors.New("modified"))
 	s = &flaky{Store: newMemory(t, keepaliveSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return conflict }}
-	if err := refreshAll(ctx, s, nil); !apierrors.IsConflict(err) {
+	if err := refreshSeed(ctx, s, entries, nil); !apierrors.IsConflict(err) {
 		t.Errorf("persistent conflict: %v", err)
 	}
 	if n := s.updates.Load(); n < 2 {
@@ -229,10 +270,16 @@ func TestRefreshAllErrors(t *testing.T) {
 func TestKeepSeedAlive(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	m := newMemory(t, keepaliveSeed()...)
+	seed := keepaliveSeed()
+	m := newMemory(t, seed...)
 	s := &flaky{Store: m}
-	s.onList = func(n int32) error {
-		switch {
+	// A round starts with firefly/ff-registry-prod, the first seeded ConfigMap.
+	var rounds atomic.Int32
+	s.onGet = func(_ int32, name string) error {
+		if name != "ff-registry-prod" {
+			return nil
+		}
+		switch n := rounds.Add(1); {
 		case n == 2:
 			return apierrors.NewServiceUnavailable("etcd is sad")
 		case n >= 4:
@@ -245,14 +292,14 @@ func TestKeepSeedAlive(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	from := time.Now()
-	KeepSeedAlive(ctx, s, time.Millisecond, nil, zerolog.New(&logs))
+	KeepSeedAlive(ctx, s, SeedEntriesOf(seed), time.Millisecond, nil, zerolog.New(&logs))
 	to := time.Now()
 
-	if n := s.lists.Load(); n < 4 {
+	if n := rounds.Load(); n < 4 {
 		t.Errorf("%d refresh rounds, want at least 4", n)
 	}
-	if n := s.updates.Load(); n != 6 { // three registry ConfigMaps, two good rounds
-		t.Errorf("%d updates, want 6", n)
+	if n := s.updates.Load(); n != 4 { // two seeded ConfigMaps, two good rounds
+		t.Errorf("%d updates, want 4", n)
 	}
 	if got := strings.Count(logs.String(), "demo keepalive"); got != 1 || !strings.Contains(logs.String(), "etcd is sad") {
 		t.Errorf("logs = %s, want the one failure before cancel", logs.String())
@@ -268,8 +315,9 @@ func TestKeepSeedAlive(t *testing.T) {
 // before the poller or the leader's GC first read it.
 func TestRefreshSeed(t *testing.T) {
 	m := newMemory(t, keepaliveSeed()...)
+	entries := SeedEntriesOf(keepaliveSeed())
 	from := time.Now()
-	if err := RefreshSeed(t.Context(), m, nil); err != nil {
+	if err := RefreshSeed(t.Context(), m, entries, nil); err != nil {
 		t.Fatal(err)
 	}
 	to := time.Now()
@@ -277,8 +325,8 @@ func TestRefreshSeed(t *testing.T) {
 	checkRefreshed(t, entryUser, cm.Data["user-service.1795695862709570046"], from, to, nil)
 
 	s := &flaky{Store: m}
-	s.onList = func(int32) error { return apierrors.NewServiceUnavailable("etcd is sad") }
-	if err := RefreshSeed(t.Context(), s, nil); err == nil || !strings.Contains(err.Error(), "etcd is sad") {
+	s.onGet = func(int32, string) error { return apierrors.NewServiceUnavailable("etcd is sad") }
+	if err := RefreshSeed(t.Context(), s, entries, nil); err == nil || !strings.Contains(err.Error(), "etcd is sad") {
 		t.Errorf("RefreshSeed on a failing store = %v", err)
 	}
 }
