@@ -188,10 +188,10 @@ func plainString(schema *openapi3.Schema) bool {
 // exactly what its pattern's regexp accepts (TestPatternMatchers); a schema
 // with any other pattern is left to kin.
 var patternMatchers = map[string]func(string) bool{
-	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`:                                             isDNSLabel,
-	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`:           isDNSSubdomain,
-	`^/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/[A-Za-z_][A-Za-z0-9_]*$`: model.ValidMethodName,
-	`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`:                         isDottedName,
+	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`:                                              isDNSLabel,
+	`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`:            isDNSSubdomain,
+	`^/?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/[A-Za-z_][A-Za-z0-9_]*$`: isMethodPathValue,
+	`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`:                          isDottedName,
 }
 
 // fastAcceptor returns a check that accepts only values schema accepts, or
@@ -223,6 +223,16 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// isMethodPathValue matches a gRPC method name with or without its leading
+// slash. The router hands it the name with its slash, so the hot path
+// allocates nothing.
+func isMethodPathValue(s string) bool {
+	if strings.HasPrefix(s, "/") {
+		return model.ValidMethodName(s)
+	}
+	return s != "" && model.ValidMethodName("/"+s)
 }
 
 // isDNSLabel matches ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$.
@@ -464,6 +474,9 @@ func requestError(err error) error {
 	var se *openapi3.SchemaError
 	hasSchemaErr := errors.As(re.Err, &se)
 	switch {
+	case re.Parameter != nil && re.Parameter.In == openapi3.ParameterInPath && re.Parameter.Name == "leaseId" && hasSchemaErr:
+		raw, _ := se.Value.(string)
+		return leaseParamError(raw)
 	case re.Parameter != nil:
 		code := model.CodeInvalid
 		if re.Parameter.In == openapi3.ParameterInPath && re.Parameter.Name == "method" {

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/go-chi/chi/v5"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -187,7 +190,8 @@ func TestSpecPatternsMatchModel(t *testing.T) {
 	}{
 		{"Env", model.ValidEnv},
 		{"AppId", model.ValidAppID},
-		{"Method", model.ValidMethodName},
+		// With or without the leading slash, which the server adds.
+		{"Method", func(s string) bool { return model.ValidMethodName(s) || model.ValidMethodName("/"+s) }},
 		{"WriteNamespace", func(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }},
 	} {
 		schema := params[tc.param].Value.Schema.Value
@@ -257,5 +261,66 @@ func TestFastAcceptAgreesWithKin(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Errorf("only %d parameters have a fast check: the test no longer probes it", checked)
+	}
+}
+
+// TestSchemasTypeForGenerators keeps every schema of openapi.yaml usable by
+// client generators: an object names its members or the type of its values
+// (a bare `type: object` is Record<string, never> in TypeScript), and each
+// branch of a oneOf or anyOf is a type of its own, not a bare constraint (a
+// branch of only `required` becomes `unknown`).
+func TestSchemasTypeForGenerators(t *testing.T) {
+	doc := newHarness(t).srv.spec.doc
+	seen := map[*openapi3.Schema]bool{}
+	var walk func(where string, ref *openapi3.SchemaRef)
+	walk = func(where string, ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		s := ref.Value
+		seen[s] = true
+		if s.Type.Is(openapi3.TypeObject) && len(s.Properties) == 0 && s.AdditionalProperties.Schema == nil && s.AdditionalProperties.Has == nil {
+			t.Errorf("%s: an object with neither properties nor additionalProperties", where)
+		}
+		for _, branches := range []openapi3.SchemaRefs{s.OneOf, s.AnyOf} {
+			for i, b := range branches {
+				if b.Ref == "" && (b.Value == nil || b.Value.Type == nil) {
+					t.Errorf("%s: branch %d of a oneOf/anyOf has no type of its own", where, i)
+				}
+			}
+		}
+		for name, p := range s.Properties {
+			walk(where+"."+name, p)
+		}
+		walk(where+"[]", s.Items)
+		walk(where+"{}", s.AdditionalProperties.Schema)
+		for i, b := range slices.Concat(s.OneOf, s.AnyOf, s.AllOf) {
+			walk(fmt.Sprintf("%s|%d", where, i), b)
+		}
+	}
+	for name, ref := range doc.Components.Schemas {
+		walk(name, ref)
+	}
+	for name, ref := range doc.Components.Parameters {
+		if ref.Value.Schema != nil {
+			walk("parameter "+name, ref.Value.Schema)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.RequestBody != nil {
+				for mt, c := range op.RequestBody.Value.Content {
+					walk(fmt.Sprintf("%s %s body %s", method, path, mt), c.Schema)
+				}
+			}
+			for status, r := range op.Responses.Map() {
+				for mt, c := range r.Value.Content {
+					walk(fmt.Sprintf("%s %s %s %s", method, path, status, mt), c.Schema)
+				}
+			}
+		}
+	}
+	if len(seen) < 50 {
+		t.Errorf("only %d schemas walked: the walk no longer finds them", len(seen))
 	}
 }

@@ -214,10 +214,16 @@ func leaseParam(r *http.Request) (int64, error) {
 	raw := pathParam(r, "leaseId")
 	id, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != raw {
-		return 0, model.Errorf(model.CodeInvalid,
-			`path parameter "leaseId": %q is not an integer from 1 to 9223372036854775807 in plain decimal`, raw)
+		return 0, leaseParamError(raw)
 	}
 	return id, nil
+}
+
+// leaseParamError is the one answer to a {leaseId} that is not a lease id,
+// whether the document's pattern or leaseParam finds it out.
+func leaseParamError(raw string) error {
+	return boundedError(model.CodeInvalid, fmt.Sprintf(
+		`path parameter "leaseId": %q is not an integer from 1 to 9223372036854775807 in plain decimal`, clip(raw, maxDetailValue)))
 }
 
 // watches reports whether snap's poller reads namespace.
