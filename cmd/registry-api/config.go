@@ -7,6 +7,7 @@ import (
 	"net"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,12 +82,27 @@ func loadConfig() (Config, error) {
 	if err := envconfig.Process("", &cfg); err != nil {
 		var parse *envconfig.ParseError
 		if errors.As(err, &parse) {
-			// Said as the operator wrote it: the variable and its value.
-			return Config{}, fmt.Errorf("%s=%q: %w", parse.KeyName, parse.Value, parse.Err)
+			// Said as the operator wrote it: the variable, its value and
+			// what it takes, not the parser's words.
+			return Config{}, fmt.Errorf("%s=%q: %s", parse.KeyName, parse.Value, wantOfType(parse.TypeName))
 		}
 		return Config{}, fmt.Errorf("read configuration: %w", err)
 	}
 	return cfg, cfg.validate()
+}
+
+// wantOfType says what a variable of a Go type takes, for an operator.
+func wantOfType(typeName string) string {
+	switch typeName {
+	case "bool":
+		return "want true or false"
+	case "time.Duration":
+		return "want a duration with its unit, such as 500ms, 10s, 2m or 1h30m"
+	case "int", "int64":
+		return "want a whole number, in digits"
+	default:
+		return "not a value of this variable"
+	}
 }
 
 // configVar is one variable of Config, as its field's tags declare it.
@@ -119,6 +135,12 @@ func (c *Config) check() error {
 	case "kube", "memory":
 	default:
 		return fmt.Errorf("REGISTRY_STORE=%q: want kube or memory", c.Store)
+	}
+	if err := checkAddr(c.Addr); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(c.TokenAudiences, func(a string) bool { return strings.TrimSpace(a) == "" }) {
+		return fmt.Errorf("REGISTRY_TOKEN_AUDIENCES=%q: want one or more comma-separated audiences, none of them empty", strings.Join(c.TokenAudiences, ","))
 	}
 	if c.Seed != "" && c.Store != "memory" {
 		return fmt.Errorf("REGISTRY_SEED is only read by the memory store (REGISTRY_STORE=memory)")
@@ -169,6 +191,23 @@ func (c *Config) check() error {
 		return err
 	}
 	return c.validateRouting()
+}
+
+// checkAddr checks REGISTRY_ADDR before anything listens on it, so that a
+// mistake is reported under the variable's name.
+func checkAddr(addr string) error {
+	const want = `want [host]:port with a port from 0 to 65535, such as ":8080" or "127.0.0.1:8080"`
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("REGISTRY_ADDR=%q: %s", addr, want)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" || strconv.FormatUint(n, 10) != port {
+		return fmt.Errorf("REGISTRY_ADDR=%q: port %q: %s", addr, port, want)
+	}
+	if host != "" && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("REGISTRY_ADDR=%q: host %q: %s", addr, host, want)
+	}
+	return nil
 }
 
 // validateRouting checks the export's and the route sync's settings.
@@ -345,6 +384,11 @@ func (c *Config) watchedNamespaces() ([]string, error) {
 			}
 			return []string{""}, nil
 		default:
+			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+				// Such a namespace cannot exist: watching it would serve an
+				// empty registry and fail only on the first write.
+				return nil, fmt.Errorf("REGISTRY_NAMESPACES: %q is not a namespace name: %s", ns, strings.Join(msgs, "; "))
+			}
 			out = append(out, ns)
 		}
 	}

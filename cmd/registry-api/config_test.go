@@ -28,15 +28,33 @@ func TestLoadConfigReadsOnlyREGISTRYNames(t *testing.T) {
 }
 
 func TestLoadConfigNamesTheBadVariable(t *testing.T) {
-	for name, value := range map[string]string{
-		"REGISTRY_TTL":            "ten seconds",
-		"REGISTRY_READ_ONLY":      "maybe",
-		"REGISTRY_MAX_IN_FLIGHT":  "many",
-		"REGISTRY_MAX_BODY_BYTES": "1e9",
+	for _, tc := range []struct{ name, value, want string }{
+		{"REGISTRY_TTL", "ten seconds", "want a duration with its unit"},
+		{"REGISTRY_TTL", "10", "want a duration with its unit"},
+		{"REGISTRY_READ_ONLY", "maybe", "want true or false"},
+		{"REGISTRY_SEED_KEEPALIVE", "yes", "want true or false"},
+		{"REGISTRY_MAX_IN_FLIGHT", "many", "want a whole number"},
+		{"REGISTRY_MAX_BODY_BYTES", "1e9", "want a whole number"},
+		{"REGISTRY_ADDR", ":99999", `port "99999"`},
+		{"REGISTRY_ADDR", "8080", "want [host]:port"},
+		{"REGISTRY_ADDR", ":http", `port "http"`},
+		{"REGISTRY_ADDR", "localhost:", `port ""`},
+		{"REGISTRY_NAMESPACES", "Fire_Fly", `"Fire_Fly" is not a namespace name`},
+		{"REGISTRY_NAMESPACES", "firefly,shop.eu", `"shop.eu" is not a namespace name`},
+		{"REGISTRY_TOKEN_AUDIENCES", "registry-api,", "none of them empty"},
 	} {
-		_, err := configFrom(t, name, value)
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s=%q: %v; want an error naming the variable", name, value, err)
+		_, err := configFrom(t, tc.name, tc.value)
+		if err == nil || !strings.Contains(err.Error(), tc.name+"=") && !strings.Contains(err.Error(), tc.name+":") ||
+			!strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%q: %v; want an error naming the variable that says %q", tc.name, tc.value, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%s=%q: %v speaks of the parser, not of the variable", tc.name, tc.value, err)
+		}
+	}
+	for _, addr := range []string{":8080", "127.0.0.1:0", "[::1]:8080", "localhost:65535"} {
+		if _, err := configFrom(t, "REGISTRY_ADDR", addr); err != nil {
+			t.Errorf("REGISTRY_ADDR=%q: %v", addr, err)
 		}
 	}
 }

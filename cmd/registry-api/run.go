@@ -161,7 +161,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return fmt.Errorf("REGISTRY_ADDR=%q: cannot listen there: %w", cfg.Addr, err)
 	}
 	if cfg.OnListen != nil {
 		cfg.OnListen(ln.Addr())
@@ -219,7 +219,7 @@ func openStore(ctx context.Context, cfg settings, getenv func(string) string, lo
 		if cfg.Seed != "" {
 			cms, err := store.LoadSeedFile(cfg.Seed)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, nil, fmt.Errorf("REGISTRY_SEED=%q: %w", cfg.Seed, err)
 			}
 			seed = cms
 		}
