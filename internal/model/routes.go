@@ -149,11 +149,24 @@ func isIPLiteral(addr string) bool {
 // RouteTable renders the env's routes at now, every method in order; a
 // non-empty version keeps only that version's instances.
 func (e *EnvIndex) RouteTable(now time.Time, ttl time.Duration, version string) *RouteTable {
-	t := &RouteTable{Env: e.Name, Routes: make([]Route, len(e.MethodNames))}
-	for i, name := range e.MethodNames {
-		t.Routes[i] = e.Methods[name].RouteFor(now, ttl, version)
+	t := &RouteTable{Env: e.Name, Routes: make([]Route, 0, len(e.MethodNames))}
+	for _, name := range e.MethodNames {
+		m := e.Methods[name]
+		// One version's table lists what that version serves: a method
+		// whose owner has no instance of it, alive or dead, is not down in
+		// it but absent from it.
+		if version != "" && !m.Claims[m.Winner(now, ttl)].HasVersion(version) {
+			continue
+		}
+		t.Routes = append(t.Routes, m.RouteFor(now, ttl, version))
 	}
 	return t
+}
+
+// HasVersion reports whether any of the claim's instances, alive or dead,
+// is of version.
+func (c Claim) HasVersion(version string) bool {
+	return slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Version == version })
 }
 
 // Digest names a route table by its content: equal tables digest equally on

@@ -69,3 +69,33 @@ func TestRoutesMemoAndExpiry(t *testing.T) {
 		t.Errorf("NextExpiry with none alive: %s", got)
 	}
 }
+
+// One version's table lists the methods whose owner has instances of that
+// version; one whose instances of it are all dead is listed down, and one
+// whose owner has none of it is not listed.
+func TestRouteTableOfAVersion(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ttl := 10 * time.Second
+	env := routesEnv(t0)
+	methods := func(tb *RouteTable) []string {
+		var out []string
+		for _, r := range tb.Routes {
+			out = append(out, r.Method)
+		}
+		return out
+	}
+	if got := methods(env.RouteTable(t0, ttl, "v2")); !slices.Equal(got, []string{"/p.S/A"}) {
+		t.Errorf("v2 lists %v, want only /p.S/A, the one method with a v2 instance", got)
+	}
+	if got := methods(env.RouteTable(t0, ttl, "v1")); !slices.Equal(got, []string{"/p.S/A", "/p.S/B", "/p.T/C"}) {
+		t.Errorf("v1 lists %v", got)
+	}
+	if got := methods(env.RouteTable(t0, ttl, "v9")); len(got) != 0 {
+		t.Errorf("a version nobody runs lists %v", got)
+	}
+	// a's v2 instance dies 7 s after t0: v2's /p.S/A is then down, still listed.
+	later := env.RouteTable(t0.Add(8*time.Second), ttl, "v2")
+	if r := later.Lookup("/p.S/A"); r == nil || len(r.Targets) != 0 {
+		t.Errorf("v2's /p.S/A once its instance died: %+v, want listed with no targets", r)
+	}
+}
