@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDockerfile checks that the Dockerfile builds with `make build` only,
@@ -103,6 +105,23 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Contains(build.argNames(), "VERSION") {
 		t.Error("the build stage does not declare ARG VERSION: the binary would not report the image's version")
 	}
+}
+
+// makeBuild runs `make build`, the Dockerfile's build step, with VERSION
+// version and the binary written to bin.
+func makeBuild(t *testing.T, version, bin string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "build", "VERSION="+version, "BIN="+bin)
+	cmd.Dir = root
+	began := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	t.Logf("make build took %v", time.Since(began).Round(time.Millisecond))
 }
 
 // imageRef is registry/repository:tag@sha256:digest, the registry a host
