@@ -6,6 +6,11 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 BIN         := bin/registry-api
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# `make image` builds the Dockerfile with the first of docker, podman and
+# buildah on PATH; CONTAINER_TOOL=podman (a name or a path) chooses another.
+CONTAINER_TOOL ?= $(firstword $(foreach tool,docker podman buildah,$(if $(shell command -v $(tool) 2>/dev/null),$(tool))))
+IMAGE       ?= registry-api:$(VERSION)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # Integration tests build a real kube-apiserver first (minutes when cold).
 INTEGRATION_TIMEOUT ?= 40m
 # Packages with integration-tagged tests; the others would only report "no tests to run".
@@ -24,6 +29,11 @@ help: ## List the targets
 .PHONY: build
 build: ## Build bin/registry-api (static, trimmed, version stamped), as the Dockerfile does
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/registry-api
+
+.PHONY: image
+image: ## Build the image registry-api:VERSION (IMAGE) with docker, podman or buildah, whichever is installed (CONTAINER_TOOL chooses)
+	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "make image: none of docker, podman or buildah is on PATH; install one or set CONTAINER_TOOL" >&2; exit 1; fi
+	$(CONTAINER_TOOL) build -f Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 .PHONY: run
 run: ## Run locally on the memory store with demo data (no cluster needed) on :8080

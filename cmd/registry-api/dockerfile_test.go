@@ -3,17 +3,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDockerfile checks that the Dockerfile builds with `make build` only,
-// runs as non-root on distroless, and labels the image with where it comes
-// from, its version and its commit, taken from build arguments.
+// on base images that every builder resolves alike, runs as non-root on
+// distroless, and labels the image with where it comes from, its version and
+// its commit, taken from build arguments.
 func TestDockerfile(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -22,6 +26,16 @@ func TestDockerfile(t *testing.T) {
 	stages := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
 	if len(stages) < 2 {
 		t.Fatalf("Dockerfile has %d stages, want a build stage and a runtime stage", len(stages))
+	}
+	var names []string
+	for _, st := range stages {
+		// FROM an earlier stage, or FROM scratch, pulls nothing.
+		if !slices.Contains(names, st.image) && st.image != "scratch" {
+			if err := checkBaseImage(st.image); err != nil {
+				t.Errorf("FROM %s: %v", st.image, err)
+			}
+		}
+		names = append(names, st.name)
 	}
 	runtime := stages[len(stages)-1]
 	var build *dockerStage
@@ -55,8 +69,14 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("build stage has %d `RUN make build` lines, want 1", makes)
 	}
 
-	if !regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot$`).MatchString(runtime.image) {
-		t.Errorf("runtime image %s, want gcr.io/distroless/static…:nonroot", runtime.image)
+	if !regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot@`).MatchString(runtime.image) {
+		t.Errorf("runtime image %s, want gcr.io/distroless/static…:nonroot@sha256:…", runtime.image)
+	}
+	// The build stage's Go is the one go.mod names: the image sets
+	// GOTOOLCHAIN=local, so an older one would refuse to build.
+	goVersion := goModVersion(t, filepath.Join(root, "go.mod"))
+	if want := "docker.io/library/golang:" + goVersion + "-"; !strings.HasPrefix(build.image, want) {
+		t.Errorf("build image %s, want %s… (go.mod says go %s)", build.image, want, goVersion)
 	}
 	users := runtime.args("USER")
 	if len(users) != 1 {
@@ -85,6 +105,61 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Contains(build.argNames(), "VERSION") {
 		t.Error("the build stage does not declare ARG VERSION: the binary would not report the image's version")
 	}
+}
+
+// makeBuild runs `make build`, the Dockerfile's build step, with VERSION
+// version and the binary written to bin.
+func makeBuild(t *testing.T, version, bin string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "build", "VERSION="+version, "BIN="+bin)
+	cmd.Dir = root
+	began := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	t.Logf("make build took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// imageRef is registry/repository:tag@sha256:digest, the registry a host
+// name (with a dot or a port) or localhost.
+var imageRef = regexp.MustCompile(`^((?:[a-z0-9-]+\.)+[a-z0-9-]+(?::\d+)?|localhost(?::\d+)?)/([a-z0-9._/-]+):([\w][\w.-]*)@sha256:([0-9a-f]{64})$`)
+
+// checkBaseImage says what a base image reference lacks for podman and
+// buildah to pull the same image docker does: a registry (they have no
+// default one to complete a short name), a tag for the reader and the digest
+// that decides.
+func checkBaseImage(ref string) error {
+	if imageRef.MatchString(ref) {
+		return nil
+	}
+	name, digest, pinned := strings.Cut(ref, "@")
+	first, _, _ := strings.Cut(name, "/")
+	switch {
+	case !strings.Contains(name, "/") || !strings.ContainsAny(first, ".:") && first != "localhost":
+		return fmt.Errorf("not fully qualified: name its registry, as in docker.io/library/%s", name)
+	case !pinned || !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest):
+		return fmt.Errorf("not pinned by digest: add @sha256:<digest of the tag's index>")
+	default:
+		return fmt.Errorf("want registry/repository:tag@sha256:<digest>, the tag kept for the reader")
+	}
+}
+
+// goModVersion is the go directive of a go.mod file.
+func goModVersion(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s has no go directive", path)
+	}
+	return string(m[1])
 }
 
 type dockerLine struct{ cmd, args string }
@@ -176,4 +251,24 @@ func (s *dockerStage) labels() map[string]string {
 		}
 	}
 	return out
+}
+
+// TestCheckBaseImage covers the references a builder without Docker's
+// default registry cannot resolve, or resolves to a moving target.
+func TestCheckBaseImage(t *testing.T) {
+	const digest = "@sha256:f5b485ea962d9bd1186b2f6b3a061191539b905b82ec395de78cbfae51f20e35"
+	for ref, ok := range map[string]bool{
+		"docker.io/library/golang:1.26.8-bookworm" + digest:        true,
+		"gcr.io/distroless/static-debian12:nonroot" + digest:       true,
+		"localhost:5000/base:v1" + digest:                          true,
+		"golang:1.26.8-bookworm" + digest:                          false, // short name
+		"library/golang:1.26.8-bookworm" + digest:                  false, // no registry
+		"gcr.io/distroless/static-debian12:nonroot":                false, // tag only
+		"gcr.io/distroless/static-debian12" + digest:               false, // no tag to read
+		"gcr.io/distroless/static-debian12:nonroot@sha256:f5b485e": false,
+	} {
+		if err := checkBaseImage(ref); (err == nil) != ok {
+			t.Errorf("checkBaseImage(%s) = %v, want ok=%v", ref, err, ok)
+		}
+	}
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -368,22 +366,8 @@ func TestIntegrationDeployRouteSync(t *testing.T) {
 	createNamespace(t, cs, deployNamespace)
 	createNamespace(t, cs, otherNamespace)
 
-	// An overlay as the README shows, beside deploy/ (kustomize refuses one
-	// inside the base it builds on).
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlay, err := os.MkdirTemp(root, ".itest-overlay-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(overlay) })
-	kustomization := "namespace: " + deployNamespace + "\nresources: [../deploy]\n" +
-		"components: [../deploy/components/sync-grpcroutes, ../deploy/components/sync-istio]\n"
-	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	overlay := deployOverlay(t, "namespace: "+deployNamespace+"\nresources: [../deploy]\n"+
+		"components: [../deploy/components/sync-grpcroutes, ../deploy/components/sync-istio]\n")
 	out, err := srv.Kubectl("kustomize", overlay)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)

@@ -887,21 +887,10 @@ func putRegistry(t *testing.T, cs kubernetes.Interface, ns, name string, data ma
 // version-stamped binary; TestDockerfile checks that the Dockerfile builds
 // with it.
 func TestIntegrationBuild(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	t.Run("make build", func(t *testing.T) {
 		version := "itest-" + uniqueSuffix(t)
 		bin := filepath.Join(t.TempDir(), "registry-api")
-		cmd := exec.Command("make", "build", "VERSION="+version, "BIN="+bin)
-		cmd.Dir = root
-		began := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("make build: %v\n%s", err, out)
-		}
-		t.Logf("make build took %v", time.Since(began).Round(time.Millisecond))
+		makeBuild(t, version, bin)
 
 		out, err := exec.Command(bin, "--version").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != version {

@@ -35,6 +35,24 @@ func RoutingCRDs() ([]string, error) {
 	}, nil
 }
 
+// PrometheusOperatorVersion is the prometheus-operator module whose
+// ServiceMonitor CRD the tests install: deploy/components/service-monitor
+// writes one without the operator's Go types, so go.mod does not name it.
+const PrometheusOperatorVersion = "v0.85.0"
+
+// MonitoringCRDs are the CRD files of the Prometheus Operator kinds deploy/
+// writes: ServiceMonitor, as the operator's release publishes it, read from
+// the Go module cache like RoutingCRDs.
+func MonitoringCRDs() ([]string, error) {
+	dir, err := moduleDir("github.com/prometheus-operator/prometheus-operator", PrometheusOperatorVersion)
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"),
+	}, nil
+}
+
 // moduleDir is where the go command keeps a module's source: the version
 // go.mod requires when version is empty, else that version, downloaded.
 func moduleDir(module, version string) (string, error) {
