@@ -52,7 +52,7 @@ test-integration: kube-apiserver ## Integration tests against a real kube-apiser
 	$(GO) test -race -count=1 -tags integration -run Integration -timeout $(INTEGRATION_TIMEOUT) $(INTEGRATION_PKGS)
 
 .PHONY: lint
-lint: lint-openapi ## gofmt, go vet, staticcheck, go mod tidy check, OpenAPI linters
+lint: lint-openapi lint-client ## gofmt, go vet, staticcheck, go mod tidy check, OpenAPI linters, a generated TypeScript client
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

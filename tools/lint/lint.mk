@@ -26,3 +26,13 @@ lint-openapi: $(LINT_STAMP) ## Lint openapi.yaml with Spectral (spectral:oas) an
 	  echo "redocly: $$totals problems in openapi.yaml" >&2; exit 1; \
 	fi; \
 	echo "redocly: openapi.yaml has no errors and no warnings"
+
+# A TypeScript client generated from openapi.yaml (openapi-typescript), used
+# as a gateway would (client/check.ts) and compiled with --strict: a schema
+# that generates an unusable type fails here.
+LINT_CLIENT := $(LINT_DIR)/client
+
+.PHONY: lint-client
+lint-client: $(LINT_STAMP) ## Generate TypeScript types from openapi.yaml and compile a client against them with --strict
+	'$(LINT_BIN)/openapi-typescript' openapi.yaml --output '$(LINT_CLIENT)/schema.d.ts' --silent
+	'$(LINT_BIN)/tsc' --strict --noEmit --module nodenext --moduleResolution nodenext --target es2022 '$(LINT_CLIENT)/check.ts'
