@@ -45,8 +45,6 @@ func authenticate(a Authenticator) func(http.Handler) http.Handler {
 					} else {
 						w.Header()[hdrWWWAuthenticate] = challengeMissing
 					}
-				case model.CodeStoreUnavailable:
-					w.Header()[hdrRetryAfter] = retryWriteAfter
 				}
 				writeProblem(w, r, err)
 				return

@@ -88,7 +88,6 @@ type following struct {
 func (fl *following) admit(w http.ResponseWriter, r *http.Request, key, kind string) *follow.Follower {
 	f, err := fl.hub.Follow(key, kind)
 	if err != nil {
-		w.Header()[hdrRetryAfter] = retryFollowAfter
 		writeProblem(w, r, model.Errorf(model.CodeTooManyFollowers, "this replica already serves %d streams and blocked queries; retry, or ask another replica", fl.hub.MaxFollowers()))
 		return nil
 	}
@@ -148,9 +147,6 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 		return
 	}
 }
-
-// retryFollowAfter is when a refused follower may try again.
-var retryFollowAfter = []string{"1"}
 
 // streamMetrics count what event streams write.
 type streamMetrics struct {

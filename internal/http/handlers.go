@@ -177,7 +177,6 @@ func handleListMethods(src model.SnapshotSource, live liveness) http.HandlerFunc
 // handleResolveMethod serves GET /v1/envs/{env}/methods/{method}, the hot
 // path: gateways ask it where to send a gRPC call.
 func handleResolveMethod(src model.SnapshotSource, live liveness, fl *following) http.HandlerFunc {
-	retryAfter := retryAfterHeader(live.ttl)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if len(r.Header[hdrPrefer]) > 0 && len(r.Header[hdrIfNoneMatch]) > 0 {
 			serveBlockingResolve(w, r, live, fl)
@@ -199,9 +198,6 @@ func handleResolveMethod(src model.SnapshotSource, live liveness, fl *following)
 		}
 		body, etag, length, err := resolve(env, method, version, live)
 		if err != nil {
-			if model.ErrorCode(err) == model.CodeNoLiveInstances {
-				w.Header()[hdrRetryAfter] = retryAfter
-			}
 			writeProblem(w, r, err)
 			return
 		}
@@ -323,9 +319,9 @@ func setSyncedAt(w http.ResponseWriter, t time.Time) {
 	w.Header()[hdrSyncedAt] = h.value
 }
 
-// retryAfterHeader is when a stale method may have a live instance again:
-// instances heartbeat every TTL/2.
-func retryAfterHeader(ttl time.Duration) []string {
+// heartbeatRetryAfter is when a method with no live instance may have one
+// again: instances heartbeat every TTL/2.
+func heartbeatRetryAfter(ttl time.Duration) []string {
 	secs := int64((ttl/2 + time.Second - 1) / time.Second)
 	return []string{strconv.FormatInt(max(secs, 1), 10)}
 }

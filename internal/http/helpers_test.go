@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +277,18 @@ func checkProblem(t testing.TB, srv *server, rec *httptest.ResponseRecorder) {
 	}
 	if status, _ := v["status"].(float64); int(status) != rec.Code {
 		t.Errorf("problem status %v, answered %d", v["status"], rec.Code)
+	}
+	code, _ := v["code"].(string)
+	retry := rec.Header().Get("Retry-After")
+	switch problemKinds[model.Code(code)].retry {
+	case noRetry:
+		if retry != "" {
+			t.Errorf("%s answered with Retry-After %s; its kind says no retry helps", code, retry)
+		}
+	default:
+		if n, err := strconv.Atoi(retry); err != nil || n < 1 {
+			t.Errorf("%s answered with Retry-After %q; its kind says when to retry", code, retry)
+		}
 	}
 }
 

@@ -71,10 +71,6 @@ const (
 	defaultMaxBodyBytes = 32 << 20
 )
 
-// retryOverloadedAfter tells a shed client when to try again: load that
-// exceeds the cap passes within a second or moves to another replica.
-var retryOverloadedAfter = []string{"1"}
-
 // checkTarget refuses a request whose target is larger than any route
 // takes, before chi or the validator look at it.
 func checkTarget(r *http.Request) error {
@@ -424,7 +420,6 @@ func (b *budgetedBody) Read(p []byte) (int, error) {
 	b.held += int64(n)
 	if total := b.a.bodyBytes.Add(int64(n)); total > b.a.maxBodyBytes && n > 0 {
 		b.a.metrics.shed.Inc()
-		b.w.Header()[hdrRetryAfter] = retryOverloadedAfter
 		// What remains of this body is not worth waiting for: the server's
 		// drain of it fails at once and the connection closes.
 		_ = http.NewResponseController(b.w).SetReadDeadline(time.Now())
@@ -465,7 +460,6 @@ func (s *server) admit(next http.Handler) http.Handler {
 		if n := a.inFlight.Add(1); n > a.maxInFlight {
 			a.inFlight.Add(-1)
 			a.metrics.shed.Inc()
-			w.Header()[hdrRetryAfter] = retryOverloadedAfter
 			writeProblem(w, r, model.Errorf(model.CodeOverloaded,
 				"this replica is answering %d requests, its limit; retry in a second", a.maxInFlight))
 			return

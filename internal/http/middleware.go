@@ -21,6 +21,8 @@ type recorder struct {
 	status int
 	bytes  int64
 	err    error
+	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
+	retryHeartbeat []string
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
@@ -50,7 +52,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := recorderPool.Get().(*recorder)
-		*rec = recorder{ResponseWriter: w}
+		*rec = recorder{ResponseWriter: w, retryHeartbeat: s.retryHeartbeat}
 		s.serveRecovering(next, rec, r)
 		elapsed := time.Since(start)
 		status := rec.status

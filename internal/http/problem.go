@@ -11,37 +11,56 @@ import (
 type problemKind struct {
 	status int
 	title  string
+	// retry is the Retry-After every answer of the kind carries.
+	retry retryHint
 }
+
+// retryHint says when a refused client may try again.
+type retryHint int
+
+const (
+	// noRetry: the same request gets the same answer.
+	noRetry retryHint = iota
+	// retrySoon: the replica's load, its API server or its cap pass, or
+	// another replica answers, within a second.
+	retrySoon
+	// retryHeartbeat: a new instance is seen within one heartbeat interval
+	// (half the TTL).
+	retryHeartbeat
+)
+
+// retrySoonAfter is retrySoon's Retry-After.
+var retrySoonAfter = []string{"1"}
 
 // problemKinds maps every error code to its HTTP status: the one table.
 var problemKinds = map[model.Code]problemKind{
-	model.CodeInvalid:            {http.StatusBadRequest, "Invalid request"},
-	model.CodeMalformedMethod:    {http.StatusBadRequest, "Malformed method name"},
-	model.CodeTooManyMethods:     {http.StatusBadRequest, "Too many methods"},
-	model.CodePayloadTooLarge:    {http.StatusRequestEntityTooLarge, "Payload too large"},
-	model.CodeURITooLong:         {http.StatusRequestURITooLong, "URI too long"},
-	model.CodeRequestTimeout:     {http.StatusRequestTimeout, "Request timeout"},
-	model.CodeOverloaded:         {http.StatusServiceUnavailable, "Overloaded"},
-	model.CodeNotFound:           {http.StatusNotFound, "Not found"},
-	model.CodeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
-	model.CodeNotAcceptable:      {http.StatusNotAcceptable, "Not acceptable"},
-	model.CodeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type"},
-	model.CodeEnvNotFound:        {http.StatusNotFound, "Env not found"},
-	model.CodeAppNotFound:        {http.StatusNotFound, "App not found"},
-	model.CodeMethodNotFound:     {http.StatusNotFound, "Method not found"},
-	model.CodeVersionNotFound:    {http.StatusNotFound, "Version not found"},
-	model.CodeNoLiveInstances:    {http.StatusServiceUnavailable, "No live instances"},
-	model.CodeLeaseNotFound:      {http.StatusNotFound, "Lease not found"},
-	model.CodeAmbiguousNamespace: {http.StatusConflict, "Ambiguous namespace"},
-	model.CodeConflict:           {http.StatusConflict, "Conflict"},
-	model.CodeRegistryFull:       {http.StatusInsufficientStorage, "Registry full"},
-	model.CodeStoreUnavailable:   {http.StatusServiceUnavailable, "Store unavailable"},
-	model.CodeReadOnly:           {http.StatusMethodNotAllowed, "Read-only"},
-	model.CodeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
-	model.CodeForbidden:          {http.StatusForbidden, "Forbidden"},
-	model.CodeNotReady:           {http.StatusServiceUnavailable, "Not ready"},
-	model.CodeTooManyFollowers:   {http.StatusServiceUnavailable, "Too many followers"},
-	model.CodeInternal:           {http.StatusInternalServerError, "Internal error"},
+	model.CodeInvalid:            {http.StatusBadRequest, "Invalid request", noRetry},
+	model.CodeMalformedMethod:    {http.StatusBadRequest, "Malformed method name", noRetry},
+	model.CodeTooManyMethods:     {http.StatusBadRequest, "Too many methods", noRetry},
+	model.CodePayloadTooLarge:    {http.StatusRequestEntityTooLarge, "Payload too large", noRetry},
+	model.CodeURITooLong:         {http.StatusRequestURITooLong, "URI too long", noRetry},
+	model.CodeRequestTimeout:     {http.StatusRequestTimeout, "Request timeout", noRetry},
+	model.CodeOverloaded:         {http.StatusServiceUnavailable, "Overloaded", retrySoon},
+	model.CodeNotFound:           {http.StatusNotFound, "Not found", noRetry},
+	model.CodeMethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed", noRetry},
+	model.CodeNotAcceptable:      {http.StatusNotAcceptable, "Not acceptable", noRetry},
+	model.CodeUnsupportedMedia:   {http.StatusUnsupportedMediaType, "Unsupported media type", noRetry},
+	model.CodeEnvNotFound:        {http.StatusNotFound, "Env not found", noRetry},
+	model.CodeAppNotFound:        {http.StatusNotFound, "App not found", noRetry},
+	model.CodeMethodNotFound:     {http.StatusNotFound, "Method not found", noRetry},
+	model.CodeVersionNotFound:    {http.StatusNotFound, "Version not found", noRetry},
+	model.CodeNoLiveInstances:    {http.StatusServiceUnavailable, "No live instances", retryHeartbeat},
+	model.CodeLeaseNotFound:      {http.StatusNotFound, "Lease not found", noRetry},
+	model.CodeAmbiguousNamespace: {http.StatusConflict, "Ambiguous namespace", noRetry},
+	model.CodeConflict:           {http.StatusConflict, "Conflict", noRetry},
+	model.CodeRegistryFull:       {http.StatusInsufficientStorage, "Registry full", noRetry},
+	model.CodeStoreUnavailable:   {http.StatusServiceUnavailable, "Store unavailable", retrySoon},
+	model.CodeReadOnly:           {http.StatusMethodNotAllowed, "Read-only", noRetry},
+	model.CodeUnauthorized:       {http.StatusUnauthorized, "Unauthorized", noRetry},
+	model.CodeForbidden:          {http.StatusForbidden, "Forbidden", noRetry},
+	model.CodeNotReady:           {http.StatusServiceUnavailable, "Not ready", retrySoon},
+	model.CodeTooManyFollowers:   {http.StatusServiceUnavailable, "Too many followers", retrySoon},
+	model.CodeInternal:           {http.StatusInternalServerError, "Internal error", noRetry},
 }
 
 // problemTypePrefix starts every problem's type URI; the code completes it.
@@ -79,13 +98,25 @@ func newProblem(err error) problem {
 	}
 }
 
-// writeProblem answers with err as a problem: the one error shape. The error
-// itself, internal details included, goes to the request's log line.
+// writeProblem answers with err as a problem: the one error shape, with the
+// Retry-After of its kind. The error itself, internal details included, goes
+// to the request's log line.
 func writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	if rec, ok := w.(*recorder); ok {
+	rec, _ := w.(*recorder)
+	if rec != nil {
 		rec.err = err
 	}
 	p := newProblem(err)
+	switch problemKinds[p.Code].retry {
+	case retrySoon:
+		w.Header()[hdrRetryAfter] = retrySoonAfter
+	case retryHeartbeat:
+		// Known to the server that observes the request; every answer
+		// goes through it.
+		if rec != nil && rec.retryHeartbeat != nil {
+			w.Header()[hdrRetryAfter] = rec.retryHeartbeat
+		}
+	}
 	if path := r.URL.EscapedPath(); len(path) <= maxPathBytes {
 		p.Instance = path
 	}

@@ -275,9 +275,6 @@ func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness,
 		}
 		body, etag, length, err := resolve(env, method, version, liveness{now: func() time.Time { return now }, ttl: live.ttl})
 		if err != nil {
-			if model.ErrorCode(err) == model.CodeNoLiveInstances {
-				w.Header()[hdrRetryAfter] = retryAfterHeader(live.ttl)
-			}
 			return nil, err
 		}
 		return &model.Rendered{Body: body, ETag: etag, Length: length}, nil

@@ -155,6 +155,8 @@ type server struct {
 	registry *prometheus.Registry
 	// admission is shared by every request; see admit.
 	admission *admission
+	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
+	retryHeartbeat []string
 }
 
 // NewServer builds the API's handler: every route, request validation against
@@ -206,7 +208,8 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
-		registry: deps.Registry,
+		registry:       deps.Registry,
+		retryHeartbeat: heartbeatRetryAfter(deps.TTL),
 		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
 			drain: deps.Drain, m: sm},
 	}

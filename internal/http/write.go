@@ -26,10 +26,6 @@ import (
 // many times over, and a write path must not buffer megabytes per request.
 const maxRegisterBody = 64 << 10
 
-// retryWriteAfter is how soon a write refused with 503 may be retried: the
-// API server may be back, or another replica may take it, within a second.
-var retryWriteAfter = []string{"1"}
-
 // readMethods are the methods a read-only server may still allow on a path.
 var readMethods = []string{http.MethodGet, http.MethodHead}
 
@@ -180,10 +176,6 @@ func writeFailure(w http.ResponseWriter, r *http.Request, err error) {
 	var me *model.Error
 	if !errors.As(err, &me) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		err = &model.Error{Code: model.CodeStoreUnavailable, Message: "the write did not complete in time and may still be applied; retry", Err: err}
-	}
-	switch model.ErrorCode(err) {
-	case model.CodeStoreUnavailable, model.CodeNotReady:
-		w.Header()[hdrRetryAfter] = retryWriteAfter
 	}
 	writeProblem(w, r, err)
 }
