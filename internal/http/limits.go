@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acme/registry-api/internal/jsonscan"
 	"github.com/acme/registry-api/internal/metrics"
 	"github.com/acme/registry-api/internal/model"
 )
@@ -157,215 +157,29 @@ func isJSON(contentType string) bool {
 }
 
 // checkJSON checks in one pass, without allocating, that b holds exactly
-// one JSON value nested at most maxDepth deep. It stops at the first byte
-// that breaks a rule, so a hostile body costs at most its length.
+// one JSON value nested at most maxDepth deep, in valid UTF-8. It stops at
+// the first byte that breaks a rule, so a hostile body costs at most its
+// length.
 func checkJSON(b []byte, maxDepth int) error {
-	s := jsonScanner{b: b, maxDepth: maxDepth}
-	s.skipSpace()
-	if s.i == len(b) {
+	s := jsonscan.Scanner[[]byte]{B: b, MaxDepth: maxDepth, UTF8: true}
+	s.Space()
+	if s.Pos == len(b) {
 		return model.Errorf(model.CodeInvalid, "request body is empty; a JSON value is required")
 	}
-	if err := s.value(); err != nil {
-		return err
-	}
-	s.skipSpace()
-	if s.i != len(b) {
-		return model.Errorf(model.CodeInvalid, "request body has data after its JSON value, at byte %d: %s", s.i, quoteValue(b[s.i:]))
-	}
-	return nil
-}
-
-// jsonScanner is a strict RFC 8259 syntax checker with a depth limit. It
-// keeps its stack implicit: the depth of containers is bounded, and each
-// container is scanned iteratively by the loop that opened it.
-type jsonScanner struct {
-	b        []byte
-	i        int
-	depth    int
-	maxDepth int
-}
-
-func (s *jsonScanner) skipSpace() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *jsonScanner) syntaxError(what string) error {
-	if s.i >= len(s.b) {
-		return model.Errorf(model.CodeInvalid, "request body is not valid JSON: it ends early, %s", what)
-	}
-	return model.Errorf(model.CodeInvalid, "request body is not valid JSON: at byte %d, %s", s.i, what)
-}
-
-func (s *jsonScanner) value() error {
-	if s.i >= len(s.b) {
-		return s.syntaxError("expecting a value")
-	}
-	switch c := s.b[s.i]; {
-	case c == '{' || c == '[':
-		return s.container(c)
-	case c == '"':
-		return s.str()
-	case c == '-' || (c >= '0' && c <= '9'):
-		return s.number()
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.literal("null")
-	}
-	return s.syntaxError("expecting a value")
-}
-
-func (s *jsonScanner) container(open byte) error {
-	s.depth++
-	if s.depth > s.maxDepth {
-		return model.Errorf(model.CodeInvalid, "request body nests deeper than %d levels", s.maxDepth)
-	}
-	closer := byte(']')
-	if open == '{' {
-		closer = '}'
-	}
-	s.i++
-	s.skipSpace()
-	if s.i < len(s.b) && s.b[s.i] == closer {
-		s.i++
-		s.depth--
-		return nil
-	}
-	for {
-		if open == '{' {
-			s.skipSpace()
-			if s.i >= len(s.b) || s.b[s.i] != '"' {
-				return s.syntaxError("expecting a member name")
-			}
-			if err := s.str(); err != nil {
-				return err
-			}
-			s.skipSpace()
-			if s.i >= len(s.b) || s.b[s.i] != ':' {
-				return s.syntaxError("expecting ':'")
-			}
-			s.i++
-		}
-		s.skipSpace()
-		if err := s.value(); err != nil {
-			return err
-		}
-		s.skipSpace()
-		if s.i >= len(s.b) {
-			return s.syntaxError(fmt.Sprintf("expecting ',' or '%c'", closer))
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case closer:
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return s.syntaxError(fmt.Sprintf("expecting ',' or '%c'", closer))
-		}
-	}
-}
-
-func (s *jsonScanner) str() error {
-	s.i++ // the opening quote
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	if err := s.Value(); err != nil {
+		var syntax *jsonscan.SyntaxError
 		switch {
-		case c == '"':
-			s.i++
-			return nil
-		case c == '\\':
-			s.i++
-			if s.i >= len(s.b) {
-				return s.syntaxError("in a string escape")
-			}
-			switch s.b[s.i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
-			case 'u':
-				if s.i+4 >= len(s.b) {
-					s.i = len(s.b)
-					return s.syntaxError("in a \\u escape")
-				}
-				for _, h := range s.b[s.i+1 : s.i+5] {
-					if !isHex(h) {
-						return s.syntaxError("in a \\u escape")
-					}
-				}
-				s.i += 5
-			default:
-				return s.syntaxError("in a string escape")
-			}
-		case c < 0x20:
-			return s.syntaxError("a control character in a string")
-		case c < utf8.RuneSelf:
-			s.i++
-		default:
-			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 {
-				return s.syntaxError("invalid UTF-8 in a string")
-			}
-			s.i += n
+		case errors.As(err, &syntax) && syntax.EOF:
+			return model.Errorf(model.CodeInvalid, "request body is not valid JSON: it ends early, %s", syntax.What)
+		case errors.As(err, &syntax):
+			return model.Errorf(model.CodeInvalid, "request body is not valid JSON: at byte %d, %s", syntax.Offset, syntax.What)
 		}
+		return model.Errorf(model.CodeInvalid, "request body nests deeper than %d levels", maxDepth)
 	}
-	return s.syntaxError("in a string")
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func (s *jsonScanner) digits() int {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
+	s.Space()
+	if s.Pos != len(b) {
+		return model.Errorf(model.CodeInvalid, "request body has data after its JSON value, at byte %d: %s", s.Pos, quoteValue(b[s.Pos:]))
 	}
-	return s.i - start
-}
-
-func (s *jsonScanner) number() error {
-	if s.b[s.i] == '-' {
-		s.i++
-	}
-	switch {
-	case s.i < len(s.b) && s.b[s.i] == '0':
-		s.i++
-	case s.digits() == 0:
-		return s.syntaxError("in a number")
-	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if s.digits() == 0 {
-			return s.syntaxError("in a number")
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if s.digits() == 0 {
-			return s.syntaxError("in a number")
-		}
-	}
-	return nil
-}
-
-func (s *jsonScanner) literal(word string) error {
-	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
-		return s.syntaxError("expecting a value")
-	}
-	s.i += len(word)
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"math"
 	"reflect"
 	"unicode/utf8"
+
+	"github.com/acme/registry-api/internal/jsonscan"
 )
 
 // serviceNodeIn is ServiceNode as read: the same fields, but methods decoded
@@ -149,7 +151,7 @@ func (sn *serviceNodeIn) decodeFast(b []byte) bool {
 				}
 				out.Meta = Meta{Env: v[0], AppID: v[1], Version: v[2]}
 			default:
-				if !d.skipValue(0) {
+				if !d.skipValue() {
 					return false
 				}
 			}
@@ -408,7 +410,7 @@ func (d *fastDecoder) stringMembers(names, vals []string) bool {
 				return false
 			}
 			vals[m] = d.intern.String(s)
-		} else if !d.skipValue(0) {
+		} else if !d.skipValue() {
 			return false
 		}
 		if more, ok := d.next(); !more {
@@ -418,159 +420,14 @@ func (d *fastDecoder) stringMembers(names, vals []string) bool {
 }
 
 // skipValue reads any JSON value, checking it as encoding/json's scanner
-// does; depth counts the arrays and objects it is in.
-func (d *fastDecoder) skipValue(depth int) bool {
-	b := d.b
-	if d.i >= len(b) {
+// does: the grammar, with UTF-8 left alone, and at most maxSkipDepth levels.
+func (d *fastDecoder) skipValue() bool {
+	s := jsonscan.Scanner[[]byte]{B: d.b, Pos: d.i, MaxDepth: maxSkipDepth}
+	if s.Value() != nil {
 		return false
 	}
-	switch c := b[d.i]; {
-	case c == '"':
-		return d.skipString()
-	case c == '{':
-		if depth >= maxSkipDepth {
-			return false
-		}
-		d.i++
-		d.space()
-		if d.consume('}') {
-			return true
-		}
-		for {
-			if !d.skipString() {
-				return false
-			}
-			d.space()
-			if !d.consume(':') {
-				return false
-			}
-			d.space()
-			if !d.skipValue(depth + 1) {
-				return false
-			}
-			if more, ok := d.next(); !more {
-				return ok
-			}
-		}
-	case c == '[':
-		if depth >= maxSkipDepth {
-			return false
-		}
-		d.i++
-		d.space()
-		if d.consume(']') {
-			return true
-		}
-		for {
-			if !d.skipValue(depth + 1) {
-				return false
-			}
-			d.space()
-			if d.consume(']') {
-				return true
-			}
-			if !d.consume(',') {
-				return false
-			}
-			d.space()
-		}
-	case c == 't':
-		return d.literal("true")
-	case c == 'f':
-		return d.literal("false")
-	case c == 'n':
-		return d.literal("null")
-	case c == '-' || '0' <= c && c <= '9':
-		return d.skipNumber()
-	}
-	return false
-}
-
-// skipString reads a string, escapes included; like encoding/json's scanner
-// it leaves UTF-8 alone.
-func (d *fastDecoder) skipString() bool {
-	b := d.b
-	if d.i >= len(b) || b[d.i] != '"' {
-		return false
-	}
-	for j := d.i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			d.i = j + 1
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			j++
-			if j >= len(b) {
-				return false
-			}
-			switch b[j] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if len(b)-j <= 4 {
-					return false
-				}
-				for _, h := range b[j+1 : j+5] {
-					if !isHex(h) {
-						return false
-					}
-				}
-				j += 4
-			default:
-				return false
-			}
-		}
-	}
-	return false
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// skipNumber reads a number by JSON's grammar:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *fastDecoder) skipNumber() bool {
-	b, i := d.b, d.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		i = skipDigits(b, i)
-	default:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := skipDigits(b, i+1)
-		if j == i+1 {
-			return false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := skipDigits(b, i)
-		if j == i {
-			return false
-		}
-		i = j
-	}
-	d.i = i
+	d.i = s.Pos
 	return true
-}
-
-func skipDigits(b []byte, i int) int {
-	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-		i++
-	}
-	return i
 }
 
 // methodList decodes the wire's {"/pkg.Svc/M": true, ...} into the names

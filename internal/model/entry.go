@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/acme/registry-api/internal/jsonscan"
 )
 
 // The entry codec: every package reads and writes an entry's JSON through
@@ -119,7 +121,7 @@ func factMembersFast(raw []byte, vals *[numFacts][]byte) bool {
 			}
 			m := matchName(key, factNames[:])
 			start := d.i
-			if !d.skipValue(0) {
+			if !d.skipValue() {
 				return false
 			}
 			if m >= 0 {
@@ -291,48 +293,49 @@ func spliceRunDate(raw, runDate string) (string, bool) {
 	if !plainJSONString(runDate) {
 		return "", false
 	}
-	depth := 0
-	expectKey := false // at depth 1, the next string is a member name
+	s := jsonscan.Scanner[string]{B: raw}
+	s.Space()
+	if !s.Consume('{') {
+		return "", false
+	}
+	s.Space()
 	// The old value's bounds. The scan goes on to the end: a repeated name
 	// (readers take the last) is left to the fallback.
 	start, stop := -1, -1
-	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; c {
-		case '{':
-			depth++
-			expectKey = depth == 1
-		case '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth < 0 {
+	if !s.Consume('}') {
+		for {
+			name := s.Pos
+			if s.String() != nil {
 				return "", false
 			}
-		case ',':
-			expectKey = depth == 1
-		case '"':
-			end, ok := stringEnd(raw, i)
-			if !ok {
+			isRunDate := raw[name:s.Pos] == `"run_date"`
+			s.Space()
+			if !s.Consume(':') {
 				return "", false
 			}
-			if depth == 1 && expectKey && raw[i:end] == `"run_date"` {
-				if start >= 0 {
-					return "", false
-				}
-				var ok bool
-				if start, ok = valueStart(raw, end); !ok || raw[start] != '"' {
-					return "", false
-				}
-				if stop, ok = stringEnd(raw, start); !ok {
-					return "", false
-				}
-				end = stop
+			s.Space()
+			value := s.Pos
+			if s.Value() != nil {
+				return "", false
 			}
-			expectKey = false
-			i = end - 1
+			if isRunDate {
+				if start >= 0 || raw[value] != '"' {
+					return "", false
+				}
+				start, stop = value, s.Pos
+			}
+			s.Space()
+			if s.Consume('}') {
+				break
+			}
+			if !s.Consume(',') {
+				return "", false
+			}
+			s.Space()
 		}
 	}
-	if start < 0 || depth != 0 {
+	s.Space()
+	if start < 0 || s.Pos != len(raw) {
 		return "", false
 	}
 	// One allocation: Go concatenates all five at once.
@@ -349,35 +352,4 @@ func plainJSONString(s string) bool {
 		}
 	}
 	return true
-}
-
-// stringEnd returns the index just past the JSON string starting at raw[i].
-func stringEnd(raw string, i int) (int, bool) {
-	for j := i + 1; j < len(raw); j++ {
-		switch raw[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, true
-		}
-	}
-	return 0, false
-}
-
-// valueStart skips the white space and colon after a member name.
-func valueStart(raw string, i int) (int, bool) {
-	colon := false
-	for ; i < len(raw); i++ {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-		case ':':
-			if colon {
-				return 0, false
-			}
-			colon = true
-		default:
-			return i, colon
-		}
-	}
-	return 0, false
 }
