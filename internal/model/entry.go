@@ -16,6 +16,34 @@ import (
 // entry by, leniently; BuildEntry writes a registration; RefreshEntry rewrites
 // the run_date and nothing else.
 
+// ParseOptions control how entries are read.
+type ParseOptions struct {
+	// Zone is where run_date strings without a zone are read; nil means UTC.
+	Zone *time.Location
+	// Intern, when set, shares method names between entries; callers that
+	// parse concurrently must not share one Interner.
+	Intern *Interner
+	// ObservedAt is when the value being parsed was first seen, for
+	// EffectiveHeartbeat; zero takes every run_date at its word.
+	ObservedAt time.Time
+	// MaxClockSkew is how far ahead of ObservedAt a run_date may be;
+	// DefaultMaxClockSkew when not positive.
+	MaxClockSkew time.Duration
+}
+
+// ParseEntry parses one ConfigMap data value found under key in namespace for
+// env. It returns an *EntryError for entries that must be skipped, and
+// warnings for problems that still let the entry be served.
+func ParseEntry(namespace, env, key string, raw []byte, opts ParseOptions) (*Node, []string, error) {
+	sn := serviceNodeIn{Methods: methodList{intern: opts.Intern}}
+	// decode validates as it goes; encoding/json would scan raw twice more
+	// before the fast path even started.
+	if err := sn.decode(raw); err != nil {
+		return nil, nil, &EntryError{ReasonInvalidJSON, err.Error()}
+	}
+	return sn.node(namespace, env, key, opts)
+}
+
 // libraryMembers are the top-level members the Go library writes, in its
 // order; the member* constants of decode.go index them. A registration owns
 // them: anything else in an entry belongs to another writer and is kept.
