@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/acme/registry-api/internal/model"
 )
 
 // Large answers (route tables, exports) go gzip-compressed to clients that
@@ -65,7 +63,7 @@ func weight(params string) float64 {
 
 // compresses reports whether out goes to r compressed, and marks the answer
 // as varying with Accept-Encoding when out is large enough to be.
-func compresses(w http.ResponseWriter, r *http.Request, out *model.Rendered) bool {
+func compresses(w http.ResponseWriter, r *http.Request, out *rendered) bool {
 	if len(out.Body) < minGzipBytes {
 		return false
 	}
@@ -75,7 +73,7 @@ func compresses(w http.ResponseWriter, r *http.Request, out *model.Rendered) boo
 
 // representation is what out is sent to r as: itself, or its compressed
 // form with Content-Encoding set.
-func representation(w http.ResponseWriter, r *http.Request, out *model.Rendered) *model.Rendered {
+func representation(w http.ResponseWriter, r *http.Request, out *rendered) *rendered {
 	if !compresses(w, r, out) {
 		return out
 	}
@@ -87,7 +85,7 @@ func representation(w http.ResponseWriter, r *http.Request, out *model.Rendered)
 // compressible: a route table or an export, not a resolution, whose
 // rendering is small and per request (a 304 when the request's
 // If-None-Match holds the tag of what it would be sent as).
-func writeRendered(w http.ResponseWriter, r *http.Request, contentType []string, out *model.Rendered, compressible bool) {
+func writeRendered(w http.ResponseWriter, r *http.Request, contentType []string, out *rendered, compressible bool) {
 	rep := out
 	if compressible {
 		rep = representation(w, r, out)
@@ -97,7 +95,7 @@ func writeRendered(w http.ResponseWriter, r *http.Request, contentType []string,
 
 // representedTag is the tag of what out is sent to r as, without
 // compressing it.
-func representedTag(r *http.Request, out *model.Rendered, compressible bool) string {
+func representedTag(r *http.Request, out *rendered, compressible bool) string {
 	if compressible && len(out.Body) >= minGzipBytes && acceptsGzip(r) {
 		return gzipTag(out.ETag[0])
 	}
@@ -106,14 +104,14 @@ func representedTag(r *http.Request, out *model.Rendered, compressible bool) str
 
 // gzipRendering compresses a rendering. gzip writes no time or name here, so
 // the same body compresses to the same bytes everywhere.
-func gzipRendering(out *model.Rendered) *model.Rendered {
+func gzipRendering(out *rendered) *rendered {
 	var buf bytes.Buffer
 	buf.Grow(len(out.Body) / 8)
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	_, _ = zw.Write(out.Body)
 	_ = zw.Close()
 	body := buf.Bytes()
-	return &model.Rendered{Body: body, ETag: []string{gzipTag(out.ETag[0])}, Length: contentLength(body)}
+	return &rendered{Body: body, ETag: []string{gzipTag(out.ETag[0])}, Length: contentLength(body)}
 }
 
 // gzipTag is the compressed form's strong tag: a hash of the plain form's,

@@ -44,7 +44,7 @@ func exportMediaType(r *http.Request) (string, error) {
 // exportAnswer is an export rendered: the body with its tag, its media
 // type, and how many addresses it left out.
 type exportAnswer struct {
-	rendered    *model.Rendered
+	rendered    *rendered
 	contentType []string
 	skipped     []string
 }
@@ -70,7 +70,7 @@ func serveExport(w http.ResponseWriter, r *http.Request, src model.SnapshotSourc
 	memo := env.Routes(live.now(), live.ttl)
 	key := kind + "\x00" + ct
 	if cached {
-		if v, ok := memo.Exports.Load(key); ok {
+		if v, ok := renderingsOf(memo).exports.Load(key); ok {
 			writeExport(w, r, v.(*exportAnswer))
 			return
 		}
@@ -95,9 +95,9 @@ func serveExport(w http.ResponseWriter, r *http.Request, src model.SnapshotSourc
 			return
 		}
 	}
-	answer.rendered = &model.Rendered{Body: body, ETag: []string{bodyETag(body)}, Length: contentLength(body)}
+	answer.rendered = &rendered{Body: body, ETag: []string{bodyETag(body)}, Length: contentLength(body)}
 	if cached {
-		memo.Exports.Store(key, answer)
+		renderingsOf(memo).exports.Store(key, answer)
 	}
 	writeExport(w, r, answer)
 }

@@ -99,7 +99,7 @@ func (fl *following) admit(w http.ResponseWriter, r *http.Request, key, kind str
 // answer comes once the view's tag differs, or as 304 when the wait runs
 // out or the server drains. A compressible view (a route table) goes
 // gzip-compressed to a client that accepts it.
-func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key string, compressible bool, render func(*model.Snapshot, time.Time) (*model.Rendered, error)) {
+func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key string, compressible bool, render func(*model.Snapshot, time.Time) (*rendered, error)) {
 	inm := r.Header[hdrIfNoneMatch]
 	wait := preferredWait(r)
 	if len(inm) == 0 || wait <= 0 {

@@ -9,6 +9,17 @@ import (
 	"github.com/acme/registry-api/internal/model"
 )
 
+// resolutionMemo is a method's rendered resolution and the liveness state
+// it was rendered for, kept on the method (model.Method.Derived).
+type resolutionMemo struct {
+	AliveCounts []int
+	// Body is nil when no claimant had a live instance.
+	Body []byte
+	ETag []string
+	// ContentLength is Body's Content-Length header value.
+	ContentLength []string
+}
+
 // conflictRule states model.Method.Winner for clients.
 const conflictRule = "the first claimant by app id that has an alive instance wins; when none has one, the first by app id"
 
@@ -29,7 +40,7 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 	}
 	now := live.now()
 	if version == "" {
-		if memo := m.Memo.Load(); memo != nil && memoCurrent(memo, m, live, now) {
+		if memo, _ := m.Derived.Load().(*resolutionMemo); memo != nil && memoCurrent(memo, m, live, now) {
 			if memo.Body == nil {
 				return nil, nil, nil, noLiveInstances(m, env, "")
 			}
@@ -51,7 +62,7 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 		if version == "" {
 			// Remember the failure too: a method whose instances all died
 			// is asked for again and again by retrying clients.
-			m.Memo.Store(&model.RenderMemo{AliveCounts: counts})
+			m.Derived.Store(&resolutionMemo{AliveCounts: counts})
 		}
 		return nil, nil, nil, noLiveInstances(m, env, version)
 	}
@@ -94,14 +105,14 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 	}
 	length = contentLength(body)
 	if version == "" {
-		m.Memo.Store(&model.RenderMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
+		m.Derived.Store(&resolutionMemo{AliveCounts: counts, Body: body, ETag: etag, ContentLength: length})
 	}
 	return body, etag, length, nil
 }
 
 // memoCurrent reports whether memo was rendered for the alive counts that
 // m's claims have at now.
-func memoCurrent(memo *model.RenderMemo, m *model.Method, live liveness, now time.Time) bool {
+func memoCurrent(memo *resolutionMemo, m *model.Method, live liveness, now time.Time) bool {
 	if len(memo.AliveCounts) != len(m.Claims) {
 		return false
 	}

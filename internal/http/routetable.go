@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/acme/registry-api/internal/follow"
@@ -81,13 +82,13 @@ func (f routeFilter) keeps(r *model.Route) bool {
 // renderRoutes renders env's routes at now under f. The unfiltered table, and
 // an app's or a service's part of it, are rendered once per liveness state
 // and kept on the snapshot.
-func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Duration) (*rendered, error) {
 	if f.version != "" {
 		return encodeRoutes(env.RouteTable(now, ttl, f.version), f)
 	}
 	memo := env.Routes(now, ttl)
 	if f == (routeFilter{}) {
-		if r := memo.Rendered.Load(); r != nil {
+		if r := renderingsOf(memo).full.Load(); r != nil {
 			return r, nil
 		}
 		// Followers woken together ask at once: one renders, the others
@@ -106,15 +107,15 @@ func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Du
 		key = noRoutesKey
 		f = routeFilter{app: f.app}
 	}
-	if r, ok := memo.Filtered.Load(key); ok {
-		return r.(*model.Rendered), nil
+	if r, ok := renderingsOf(memo).filtered.Load(key); ok {
+		return r.(*rendered), nil
 	}
 	r, err := encodeRoutes(memo.Table, f)
 	if err != nil {
 		return nil, err
 	}
 	if key == noRoutesKey || f.service == "" || bytes.Contains(r.Body, []byte(`"method":"/`+f.service+`/`)) {
-		memo.Filtered.Store(key, r)
+		renderingsOf(memo).filtered.Store(key, r)
 	}
 	return r, nil
 }
@@ -123,7 +124,7 @@ func renderRoutes(env *model.EnvIndex, f routeFilter, now time.Time, ttl time.Du
 // filter's key starts with a NUL.
 const noRoutesKey = "\x00none"
 
-func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
+func encodeRoutes(t *model.RouteTable, f routeFilter) (*rendered, error) {
 	size := len(t.Routes)
 	if f.app != "" || f.service != "" {
 		size = 0 // a part of the table: grown as it is found
@@ -142,7 +143,7 @@ func encodeRoutes(t *model.RouteTable, f routeFilter) (*model.Rendered, error) {
 	if f == (routeFilter{}) {
 		etag = t.Digest().Tag()
 	}
-	return &model.Rendered{Body: body, ETag: []string{etag}, Length: contentLength(body)}, nil
+	return &rendered{Body: body, ETag: []string{etag}, Length: contentLength(body)}, nil
 }
 
 // renderMu lets one request at a time fill a cache of the routes views; a
@@ -151,18 +152,18 @@ var renderMu sync.Mutex
 
 // renderAllRoutes renders every env's unfiltered routes, {"envs": [...]},
 // from the envs' own renderings, memoized on the snapshot.
-func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*rendered, error) {
 	counts := make([]int, len(snap.EnvNames))
 	for i, name := range snap.EnvNames {
 		counts[i] = model.AliveCount(snap.Envs[name].Nodes, now, ttl)
 	}
-	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
-		return memo.Rendered, nil
+	if memo, _ := snap.Derived.Load().(*allRoutesMemo); memo != nil && slicesEqual(memo.aliveCounts, counts) {
+		return memo.rendered, nil
 	}
 	renderMu.Lock()
 	defer renderMu.Unlock()
-	if memo := snap.RoutesMemo.Load(); memo != nil && slicesEqual(memo.AliveCounts, counts) {
-		return memo.Rendered, nil
+	if memo, _ := snap.Derived.Load().(*allRoutesMemo); memo != nil && slicesEqual(memo.aliveCounts, counts) {
+		return memo.rendered, nil
 	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"envs":[`)
@@ -178,24 +179,70 @@ func renderAllRoutes(snap *model.Snapshot, now time.Time, ttl time.Duration) (*m
 	}
 	buf.WriteString("]}\n")
 	body := buf.Bytes()
-	out := &model.Rendered{Body: body, ETag: []string{snap.RoutesDigest(now, ttl).Tag()}, Length: contentLength(body)}
-	snap.RoutesMemo.Store(&model.AllRoutesMemo{AliveCounts: counts, Rendered: out})
+	out := &rendered{Body: body, ETag: []string{snap.RoutesDigest(now, ttl).Tag()}, Length: contentLength(body)}
+	snap.Derived.Store(&allRoutesMemo{aliveCounts: counts, rendered: out})
 	return out, nil
 }
 
 // renderEnvRoutesLocked is renderRoutes of the unfiltered view with
 // renderMu held.
-func renderEnvRoutesLocked(env *model.EnvIndex, now time.Time, ttl time.Duration) (*model.Rendered, error) {
+func renderEnvRoutesLocked(env *model.EnvIndex, now time.Time, ttl time.Duration) (*rendered, error) {
 	memo := env.Routes(now, ttl)
-	if r := memo.Rendered.Load(); r != nil {
+	kept := renderingsOf(memo)
+	if r := kept.full.Load(); r != nil {
 		return r, nil
 	}
 	r, err := encodeRoutes(memo.Table, routeFilter{})
 	if err != nil {
 		return nil, err
 	}
-	memo.Rendered.Store(r)
+	kept.full.Store(r)
 	return r, nil
+}
+
+// rendered is an answer's body with its ETag and Content-Length, kept so that
+// a cached rendering costs no formatting per request.
+type rendered struct {
+	Body   []byte
+	ETag   []string
+	Length []string
+
+	compressOnce sync.Once
+	compressed   *rendered
+}
+
+// Compressed returns compress's rendering of r, made by the first caller
+// and shared with every later one.
+func (r *rendered) Compressed(compress func(*rendered) *rendered) *rendered {
+	r.compressOnce.Do(func() { r.compressed = compress(r) })
+	return r.compressed
+}
+
+// tableRenderings are the answers made from one route table, kept on it
+// (model.RoutesMemo.Derived) and dropped with it.
+type tableRenderings struct {
+	// full is the whole table's.
+	full atomic.Pointer[rendered]
+	// filtered holds parts of it (one app's or one service's routes), by
+	// filter.
+	filtered sync.Map
+	// exports holds it as Kubernetes objects, by kind and media type.
+	exports sync.Map
+}
+
+// renderingsOf returns the renderings kept on memo.
+func renderingsOf(memo *model.RoutesMemo) *tableRenderings {
+	if kept, ok := memo.Derived.Load().(*tableRenderings); ok {
+		return kept
+	}
+	return memo.Derived.LoadOrStore(&tableRenderings{}).(*tableRenderings)
+}
+
+// allRoutesMemo is every env's routes rendered for one liveness state (the
+// envs' alive counts, in EnvNames order), kept on the snapshot.
+type allRoutesMemo struct {
+	aliveCounts []int
+	rendered    *rendered
 }
 
 func slicesEqual(a, b []int) bool {
@@ -238,7 +285,7 @@ func handleEnvRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := pathParam(r, "env")
 		f := routeFilterOf(r)
-		fl.serveBlocking(w, r, name, true, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		fl.serveBlocking(w, r, name, true, func(snap *model.Snapshot, now time.Time) (*rendered, error) {
 			env, err := lookupEnv(w, snap, name)
 			if err != nil {
 				return nil, err
@@ -251,7 +298,7 @@ func handleEnvRoutes(live liveness, fl *following) http.HandlerFunc {
 // handleAllRoutes serves GET /v1/routes: every env's routes at once.
 func handleAllRoutes(live liveness, fl *following) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		fl.serveBlocking(w, r, follow.AllEnvs, true, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+		fl.serveBlocking(w, r, follow.AllEnvs, true, func(snap *model.Snapshot, now time.Time) (*rendered, error) {
 			setSyncedAt(w, snap.SyncedAt())
 			return renderAllRoutes(snap, now, live.ttl)
 		})
@@ -268,7 +315,7 @@ func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness,
 		return
 	}
 	version := r.URL.Query().Get("version")
-	fl.serveBlocking(w, r, name, false, func(snap *model.Snapshot, now time.Time) (*model.Rendered, error) {
+	fl.serveBlocking(w, r, name, false, func(snap *model.Snapshot, now time.Time) (*rendered, error) {
 		env, err := lookupEnv(w, snap, name)
 		if err != nil {
 			return nil, err
@@ -277,6 +324,6 @@ func serveBlockingResolve(w http.ResponseWriter, r *http.Request, live liveness,
 		if err != nil {
 			return nil, err
 		}
-		return &model.Rendered{Body: body, ETag: etag, Length: length}, nil
+		return &rendered{Body: body, ETag: etag, Length: length}, nil
 	})
 }

@@ -93,7 +93,7 @@ func writeEventHead(buf *bytes.Buffer, typ, id string) {
 }
 
 // renderTopic is the snapshot event's body of topic key as head judged it.
-func renderTopic(key string, head follow.Head, ttl time.Duration) (*model.Rendered, error) {
+func renderTopic(key string, head follow.Head, ttl time.Duration) (*rendered, error) {
 	if key == follow.AllEnvs {
 		return renderAllRoutes(head.Snap, head.At, ttl)
 	}
@@ -153,7 +153,7 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 		// newer than the head.
 		from := f.Find(lastEventID(r))
 		head := f.Head()
-		var first *model.Rendered
+		var first *rendered
 		if from == nil {
 			// A tag this replica does not remember gets the whole table.
 			out, err := renderTopic(key, head, fl.live.ttl)

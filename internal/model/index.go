@@ -38,18 +38,9 @@ type Method struct {
 	Name string
 	// Claims are sorted by app id: the order is the conflict rule (see Winner).
 	Claims []Claim
-	// Memo caches the HTTP layer's rendering of this method's resolution. It
-	// lives here so that it is dropped together with the snapshot it renders.
-	Memo atomic.Pointer[RenderMemo]
-}
-
-// RenderMemo is a rendered response and the liveness state it was rendered for.
-type RenderMemo struct {
-	AliveCounts []int
-	Body        []byte
-	ETag        []string
-	// ContentLength is Body's Content-Length header value.
-	ContentLength []string
+	// Derived is what readers derive from the method (its resolution's
+	// rendering).
+	Derived Derived
 }
 
 // App is one app id of an env.
@@ -276,8 +267,29 @@ type Snapshot struct {
 	NamespaceSyncedAt map[string]time.Time
 	// Namespaces are the watched namespaces ("" when watching all).
 	Namespaces []string
-	// RoutesMemo caches the HTTP layer's rendering of every env's routes.
-	RoutesMemo atomic.Pointer[AllRoutesMemo]
+	// Derived is what readers derive from the snapshot (every env's routes,
+	// rendered).
+	Derived Derived
+}
+
+// Derived keeps what a reader derives from an immutable value of the index,
+// such as its rendering as an HTTP answer, so that it is derived once and
+// dropped together with the value. The model never looks inside; each slot
+// holds one type, of the reader's choosing.
+type Derived struct{ v atomic.Value }
+
+// Load returns what was stored, or nil.
+func (d *Derived) Load() any { return d.v.Load() }
+
+// Store keeps x.
+func (d *Derived) Store(x any) { d.v.Store(x) }
+
+// LoadOrStore returns what was stored, storing x first if nothing was.
+func (d *Derived) LoadOrStore(x any) any {
+	if d.v.CompareAndSwap(nil, x) {
+		return x
+	}
+	return d.v.Load()
 }
 
 // EmptySnapshot is what readers see before the first sync.

@@ -7,8 +7,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -240,8 +238,7 @@ func (d *digester) sum() Digest {
 	return Digest(full[:len(Digest{})])
 }
 
-// RoutesMemo is an env's route table for one liveness state, and the HTTP
-// layer's rendering of it.
+// RoutesMemo is an env's route table for one liveness state.
 type RoutesMemo struct {
 	// Alive is how many of the env's nodes were alive: within one index the
 	// alive nodes are those whose heartbeat is at or after a cutoff, so their
@@ -250,41 +247,8 @@ type RoutesMemo struct {
 	Table *RouteTable
 	// Digest is Table's, computed once.
 	Digest Digest
-	// Rendered is the HTTP layer's body and tag for Table, set once.
-	Rendered atomic.Pointer[Rendered]
-	// Filtered holds the HTTP layer's renderings of parts of Table (one
-	// app's or one service's routes), by filter.
-	Filtered sync.Map
-	// Exports holds the HTTP layer's renderings of Table as Kubernetes
-	// objects, by kind and media type.
-	Exports sync.Map
-}
-
-// Rendered is a response body and its ETag.
-type Rendered struct {
-	Body []byte
-	ETag []string
-	// Length is Body's Content-Length header value, kept so that a cached
-	// rendering costs no formatting per request.
-	Length []string
-
-	compressOnce sync.Once
-	compressed   *Rendered
-}
-
-// Compressed returns compress's rendering of r, made by the first caller
-// and shared with every later one.
-func (r *Rendered) Compressed(compress func(*Rendered) *Rendered) *Rendered {
-	r.compressOnce.Do(func() { r.compressed = compress(r) })
-	return r.compressed
-}
-
-// AllRoutesMemo is the HTTP layer's rendering of every env's routes for one
-// liveness state: AliveCounts are the envs' alive node counts, in EnvNames
-// order.
-type AllRoutesMemo struct {
-	AliveCounts []int
-	Rendered    *Rendered
+	// Derived is what readers derive from Table (its renderings).
+	Derived Derived
 }
 
 // Routes returns the env's unfiltered route table at now, memoized on the
