@@ -19,6 +19,7 @@ import (
 	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/export"
 	httpapi "github.com/acme/registry-api/internal/http"
+	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/store"
 )
 
@@ -305,7 +306,7 @@ func (c *Config) validateAuth() error {
 type settings struct {
 	Config
 	zone           *time.Location
-	namespaces     []string
+	namespaces     model.Watched
 	writeNamespace string
 	admins         auth.Subjects
 	gateway        *export.ParentRef
@@ -346,7 +347,10 @@ func (s *settings) leaseNamespace(getenv func(string) string) (string, bool) {
 	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
 		return ns, true
 	}
-	return s.namespaces[0], s.namespaces[0] != ""
+	if s.namespaces.All() {
+		return "", false
+	}
+	return s.namespaces[0], true
 }
 
 // writeNamespace returns where writes to an env that no watched namespace
@@ -358,6 +362,9 @@ func (c *Config) writeNamespace() (string, error) {
 		return "", err
 	}
 	ns := strings.TrimSpace(c.WriteNamespace)
+	if ns == "" && watched.All() {
+		return "", nil
+	}
 	if ns == "" {
 		return watched[0], nil
 	}
@@ -365,14 +372,14 @@ func (c *Config) writeNamespace() (string, error) {
 		return "", fmt.Errorf("REGISTRY_WRITE_NAMESPACE=%q: not a namespace name: %s", ns, strings.Join(msgs, "; "))
 	}
 	// The replica reads its writes back only from the namespaces it watches.
-	if watched[0] != "" && !slices.Contains(watched, ns) {
+	if !watched.Has(ns) {
 		return "", fmt.Errorf("REGISTRY_WRITE_NAMESPACE=%q: not one of the watched namespaces (REGISTRY_NAMESPACES=%s)", ns, strings.Join(watched, ","))
 	}
 	return ns, nil
 }
 
-// watchedNamespaces returns the namespaces to LIST; [""] means all.
-func (c *Config) watchedNamespaces() ([]string, error) {
+// watchedNamespaces returns the namespaces to LIST.
+func (c *Config) watchedNamespaces() (model.Watched, error) {
 	var out []string
 	for _, ns := range c.Namespaces {
 		ns = strings.TrimSpace(ns)
@@ -382,7 +389,7 @@ func (c *Config) watchedNamespaces() ([]string, error) {
 			if len(c.Namespaces) > 1 {
 				return nil, fmt.Errorf("REGISTRY_NAMESPACES: * cannot be combined with named namespaces")
 			}
-			return []string{""}, nil
+			return model.AllNamespaces(), nil
 		default:
 			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 				// Such a namespace cannot exist: watching it would serve an

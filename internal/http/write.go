@@ -220,8 +220,7 @@ func leaseParamError(raw string) error {
 
 // watches reports whether snap's poller reads namespace.
 func watches(snap *model.Snapshot, namespace string) bool {
-	watchAll := len(snap.Namespaces) == 1 && snap.Namespaces[0] == ""
-	return watchAll || slices.Contains(snap.Namespaces, namespace)
+	return snap.Namespaces.Has(namespace)
 }
 
 // recordRegistrant adds to reg who registers it and who keeps it alive, and

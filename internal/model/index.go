@@ -265,12 +265,26 @@ type Snapshot struct {
 	// NamespaceSyncedAt is when each watched namespace was last read
 	// successfully; a namespace never read is absent.
 	NamespaceSyncedAt map[string]time.Time
-	// Namespaces are the watched namespaces ("" when watching all).
-	Namespaces []string
+	// Namespaces are the watched namespaces.
+	Namespaces Watched
 	// Derived is what readers derive from the snapshot (every env's routes,
 	// rendered).
 	Derived Derived
 }
+
+// Watched names the namespaces a replica reads: some by name, or all of
+// them. All is [""], the API server's own name for every namespace in a
+// LIST, so that a reader LISTs each element of it as it is.
+type Watched []string
+
+// AllNamespaces watches every namespace.
+func AllNamespaces() Watched { return Watched{""} }
+
+// All reports whether w is every namespace.
+func (w Watched) All() bool { return len(w) == 1 && w[0] == "" }
+
+// Has reports whether namespace is watched.
+func (w Watched) Has(namespace string) bool { return w.All() || slices.Contains(w, namespace) }
 
 // Derived keeps what a reader derives from an immutable value of the index,
 // such as its rendering as an HTTP answer, so that it is derived once and
@@ -293,7 +307,7 @@ func (d *Derived) LoadOrStore(x any) any {
 }
 
 // EmptySnapshot is what readers see before the first sync.
-func EmptySnapshot(namespaces []string) *Snapshot {
+func EmptySnapshot(namespaces Watched) *Snapshot {
 	return &Snapshot{Envs: map[string]*EnvIndex{}, NamespaceSyncedAt: map[string]time.Time{}, Namespaces: namespaces}
 }
 
@@ -319,7 +333,7 @@ func (s *Snapshot) Ready() bool { return !s.SyncedAt().IsZero() }
 // EnvSyncedAt is the oldest last successful read among the env's namespaces.
 // Zero until all of them synced.
 func (s *Snapshot) EnvSyncedAt(env *EnvIndex) time.Time {
-	if len(s.Namespaces) == 1 && s.Namespaces[0] == "" {
+	if s.Namespaces.All() {
 		return s.NamespaceSyncedAt[""]
 	}
 	var oldest time.Time

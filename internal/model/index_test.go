@@ -737,3 +737,18 @@ func TestSnapshotEnvSyncedAt(t *testing.T) {
 		})
 	}
 }
+
+func TestWatched(t *testing.T) {
+	all, some := model.AllNamespaces(), model.Watched{"firefly", "shop"}
+	if !all.All() || some.All() || !(model.Watched{""}).All() || (model.Watched{"", "x"}).All() {
+		t.Error("All misjudges a set of namespaces")
+	}
+	for _, ns := range []string{"firefly", "shop", "other", ""} {
+		if !all.Has(ns) {
+			t.Errorf("all namespaces lack %q", ns)
+		}
+	}
+	if !some.Has("shop") || some.Has("other") || some.Has("") {
+		t.Error("Has misjudges named namespaces")
+	}
+}

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -15,12 +14,11 @@ import (
 // watched; it wins. Otherwise the env's one namespace is used, several are
 // ambiguous_namespace, and a new env goes to writeDefault.
 func ChooseNamespace(snap *model.Snapshot, env, requested, writeDefault string) (string, error) {
-	watchAll := len(snap.Namespaces) == 1 && snap.Namespaces[0] == ""
 	if requested != "" {
 		if msgs := validation.IsDNS1123Label(requested); len(msgs) > 0 {
 			return "", model.Errorf(model.CodeInvalid, "namespace %q is not a valid namespace name", requested)
 		}
-		if !watchAll && !slices.Contains(snap.Namespaces, requested) {
+		if !snap.Namespaces.Has(requested) {
 			return "", model.Errorf(model.CodeInvalid, "namespace %q is not watched by registry-api; watched: %s",
 				requested, strings.Join(snap.Namespaces, ", "))
 		}

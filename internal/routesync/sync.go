@@ -578,7 +578,7 @@ func (s *Syncer) listManaged(ctx context.Context, k Kind, desired map[objectKey]
 		slices.Sort(namespaces)
 		namespaces = slices.Compact(namespaces)
 	} else {
-		namespaces = []string{""}
+		namespaces = model.AllNamespaces()
 	}
 	out := map[objectKey]*unstructured.Unstructured{}
 	for _, ns := range namespaces {

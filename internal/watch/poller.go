@@ -36,7 +36,7 @@ type Lister interface {
 // has a safe default.
 type Options struct {
 	// Namespaces to watch; a single "" watches all namespaces with one LIST.
-	Namespaces []string
+	Namespaces model.Watched
 	// Interval between polls; default 2s.
 	Interval time.Duration
 	// ListTimeout bounds each LIST; default 10s. Without it an API server
@@ -211,7 +211,7 @@ func (p *Poller) Apply(cm *corev1.ConfigMap) {
 }
 
 func (p *Poller) watches(namespace string) bool {
-	return p.opts.Namespaces[0] == "" || slices.Contains(p.opts.Namespaces, namespace)
+	return p.opts.Namespaces.Has(namespace)
 }
 
 func (p *Poller) recordFailure(ns string, err error) {
