@@ -18,60 +18,109 @@ import (
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/export"
+	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/upkeep"
+	"github.com/acme/registry-api/internal/watch"
 )
 
 // Config is the whole configuration of the service. Its defaults are those of
 // a cluster deployment; `make run` sets the memory store.
 type Config struct {
-	Addr             string        `envconfig:"REGISTRY_ADDR" default:":8080" desc:"listen address"`
-	Store            string        `envconfig:"REGISTRY_STORE" default:"kube" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
+	Addr             string        `envconfig:"REGISTRY_ADDR" desc:"listen address"`
+	Store            string        `envconfig:"REGISTRY_STORE" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
 	Seed             string        `envconfig:"REGISTRY_SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" default:"false" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
-	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" default:"firefly" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
-	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" default:"2s" desc:"interval between LISTs of the registry ConfigMaps"`
-	TTL              time.Duration `envconfig:"REGISTRY_TTL" default:"10s" desc:"a node is alive while now - run_date <= TTL"`
-	RunDateZone      string        `envconfig:"REGISTRY_RUN_DATE_ZONE" default:"UTC" desc:"time zone in which run_date values without a zone are read"`
-	MaxClockSkew     time.Duration `envconfig:"REGISTRY_MAX_CLOCK_SKEW" default:"1m" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
-	LogLevel         string        `envconfig:"REGISTRY_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat        string        `envconfig:"REGISTRY_LOG_FORMAT" default:"json" desc:"json or console"`
-	ShutdownTimeout  time.Duration `envconfig:"REGISTRY_SHUTDOWN_TIMEOUT" default:"15s" desc:"how long in-flight requests may take to finish on SIGTERM"`
-	MaxInFlight      int           `envconfig:"REGISTRY_MAX_IN_FLIGHT" default:"512" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
-	BodyReadTimeout  time.Duration `envconfig:"REGISTRY_BODY_READ_TIMEOUT" default:"10s" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
-	MaxBodyBytes     int64         `envconfig:"REGISTRY_MAX_BODY_BYTES" default:"33554432" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
-	LogLineBytes     int           `envconfig:"REGISTRY_LOG_LINE_BYTES" default:"8192" desc:"longest log line written; a longer one is replaced by a short line that says so"`
-	LogFlushInterval time.Duration `envconfig:"REGISTRY_LOG_FLUSH_INTERVAL" default:"100ms" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
+	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
+	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" desc:"interval between LISTs of the registry ConfigMaps"`
+	TTL              time.Duration `envconfig:"REGISTRY_TTL" desc:"a node is alive while now - run_date <= TTL"`
+	RunDateZone      string        `envconfig:"REGISTRY_RUN_DATE_ZONE" desc:"time zone in which run_date values without a zone are read"`
+	MaxClockSkew     time.Duration `envconfig:"REGISTRY_MAX_CLOCK_SKEW" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`
+	LogLevel         string        `envconfig:"REGISTRY_LOG_LEVEL" desc:"debug, info, warn or error"`
+	LogFormat        string        `envconfig:"REGISTRY_LOG_FORMAT" desc:"json or console"`
+	ShutdownTimeout  time.Duration `envconfig:"REGISTRY_SHUTDOWN_TIMEOUT" desc:"how long in-flight requests may take to finish on SIGTERM"`
+	MaxInFlight      int           `envconfig:"REGISTRY_MAX_IN_FLIGHT" desc:"requests a replica answers at once (probes and metrics aside); beyond it the answer is 503 overloaded with Retry-After"`
+	BodyReadTimeout  time.Duration `envconfig:"REGISTRY_BODY_READ_TIMEOUT" desc:"how long a request body may take to arrive; a slower one is answered 408 request_timeout"`
+	MaxBodyBytes     int64         `envconfig:"REGISTRY_MAX_BODY_BYTES" desc:"bytes of request bodies a replica holds at once (32 MiB); past it the answer is 503 overloaded with Retry-After"`
+	LogLineBytes     int           `envconfig:"REGISTRY_LOG_LINE_BYTES" desc:"longest log line written; a longer one is replaced by a short line that says so"`
+	LogFlushInterval time.Duration `envconfig:"REGISTRY_LOG_FLUSH_INTERVAL" desc:"log lines are written out together at most this long after they are logged (error lines at once); 0 writes each line at once"`
 	Kubeconfig       string        `envconfig:"REGISTRY_KUBECONFIG" desc:"kube store outside a pod: kubeconfig file (REGISTRY_KUBECONFIG, else KUBECONFIG, else ~/.kube/config)"`
 
-	ReadOnly          bool          `envconfig:"REGISTRY_READ_ONLY" default:"false" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
+	ReadOnly          bool          `envconfig:"REGISTRY_READ_ONLY" desc:"refuse registrations, heartbeats and deregistrations (405 read_only); serve reads only"`
 	WriteNamespace    string        `envconfig:"REGISTRY_WRITE_NAMESPACE" desc:"namespace for writes to an env no watched namespace holds yet; default the first of REGISTRY_NAMESPACES; must be watched unless watching all"`
-	WriteBatchWindow  time.Duration `envconfig:"REGISTRY_WRITE_BATCH_WINDOW" default:"100ms" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
-	MaxConfigMapBytes int           `envconfig:"REGISTRY_MAX_CONFIGMAP_BYTES" default:"921600" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
+	WriteBatchWindow  time.Duration `envconfig:"REGISTRY_WRITE_BATCH_WINDOW" desc:"how long a write waits for others to the same ConfigMap to share its read-modify-write; 0 writes each alone"`
+	MaxConfigMapBytes int           `envconfig:"REGISTRY_MAX_CONFIGMAP_BYTES" desc:"refuse registrations (507 registry_full) that would grow a registry ConfigMap's data past this many bytes; at most 1048576, the API server's limit"`
 
 	Auth           string   `envconfig:"REGISTRY_AUTH" desc:"kubernetes (writes need a ServiceAccount token, checked with a TokenReview) or none; default kubernetes with the kube store, none with the memory store"`
-	TokenAudiences []string `envconfig:"REGISTRY_TOKEN_AUDIENCES" default:"registry-api" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
+	TokenAudiences []string `envconfig:"REGISTRY_TOKEN_AUDIENCES" desc:"comma-separated audiences a token must be meant for (the projected token's audience)"`
 	AdminSubjects  []string `envconfig:"REGISTRY_ADMIN_SUBJECTS" desc:"comma-separated usernames and group:<name> that may write any namespace's envs and any entry, the Go library's included"`
-	ReadAuth       bool     `envconfig:"REGISTRY_READ_AUTH" default:"false" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
+	ReadAuth       bool     `envconfig:"REGISTRY_READ_AUTH" desc:"require a valid token for the read API too (probes, metrics and the API document stay open)"`
 
-	MaxFollowers int `envconfig:"REGISTRY_MAX_FOLLOWERS" default:"2048" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
+	MaxFollowers int `envconfig:"REGISTRY_MAX_FOLLOWERS" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
-	GCAfter            time.Duration `envconfig:"REGISTRY_GC_AFTER" default:"15m" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
-	LeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" default:"registry-api" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
+	GCAfter            time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	LeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
 	LeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
-	LeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" default:"15s" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" default:"10s" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" default:"2s" desc:"interval between attempts to acquire or renew the lease"`
+	LeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
+	LeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew its lease before it stops leading"`
+	LeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the lease"`
 
 	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
 	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
-	SyncGRPCRoutes     bool          `envconfig:"REGISTRY_SYNC_GRPCROUTES" default:"false" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
-	SyncIstio          bool          `envconfig:"REGISTRY_SYNC_ISTIO" default:"false" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
-	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" default:"5m" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
+	SyncGRPCRoutes     bool          `envconfig:"REGISTRY_SYNC_GRPCROUTES" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
+	SyncIstio          bool          `envconfig:"REGISTRY_SYNC_ISTIO" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
+	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
+}
+
+// Defaults that belong to no package but this one.
+const (
+	defaultAddr            = ":8080"
+	defaultNamespace       = "firefly"
+	defaultShutdownTimeout = 15 * time.Second
+	// defaultServiceName names the service's Lease and is the audience of
+	// the tokens it accepts.
+	defaultServiceName = "registry-api"
+)
+
+// defaultConfig is the configuration of an empty environment. Each value is
+// declared once, by the package it configures where there is one; usage,
+// the README's table (TestREADMEConfigTableIsComplete) and envconfig read
+// them from here.
+func defaultConfig() Config {
+	return Config{
+		Addr:               defaultAddr,
+		Store:              "kube",
+		Namespaces:         []string{defaultNamespace},
+		PollInterval:       watch.DefaultInterval,
+		TTL:                model.DefaultTTL,
+		RunDateZone:        "UTC",
+		MaxClockSkew:       model.DefaultMaxClockSkew,
+		LogLevel:           "info",
+		LogFormat:          "json",
+		ShutdownTimeout:    defaultShutdownTimeout,
+		MaxInFlight:        httpapi.DefaultMaxInFlight,
+		BodyReadTimeout:    httpapi.DefaultBodyReadTimeout,
+		MaxBodyBytes:       httpapi.DefaultMaxBodyBytes,
+		LogLineBytes:       defaultLogLineBytes,
+		LogFlushInterval:   defaultLogFlushInterval,
+		WriteBatchWindow:   registry.DefaultBatchWindow,
+		MaxConfigMapBytes:  registry.DefaultMaxConfigMapBytes,
+		TokenAudiences:     []string{defaultServiceName},
+		MaxFollowers:       follow.DefaultMaxFollowers,
+		GCAfter:            upkeep.DefaultGCAfter,
+		LeaseName:          defaultServiceName,
+		LeaseDuration:      election.DefaultLeaseDuration,
+		LeaseRenewDeadline: election.DefaultRenewDeadline,
+		LeaseRetryPeriod:   election.DefaultRetryPeriod,
+		SyncGrace:          routesync.DefaultGrace,
+	}
 }
 
 // loadConfig reads the configuration from the process environment with
@@ -79,7 +128,8 @@ type Config struct {
 // is empty), so the library's fallback to a bare name is the same name: a
 // stray TTL or GC_AFTER in a pod's environment changes nothing.
 func loadConfig() (Config, error) {
-	var cfg Config
+	// envconfig leaves a field whose variable is unset as it finds it.
+	cfg := defaultConfig()
 	if err := envconfig.Process("", &cfg); err != nil {
 		var parse *envconfig.ParseError
 		if errors.As(err, &parse) {
@@ -111,17 +161,39 @@ type configVar struct {
 	field, key, def, meaning string
 }
 
-// configVars lists Config's variables in the order they are declared.
+// configVars lists Config's variables in the order they are declared, with
+// their defaults as an operator would write them.
 func configVars() []configVar {
 	t := reflect.TypeFor[Config]()
+	defaults := reflect.ValueOf(defaultConfig())
 	vars := make([]configVar, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if key := f.Tag.Get("envconfig"); key != "" && f.Tag.Get("ignored") != "true" {
-			vars = append(vars, configVar{field: f.Name, key: key, def: f.Tag.Get("default"), meaning: f.Tag.Get("desc")})
+			vars = append(vars, configVar{field: f.Name, key: key, def: formatDefault(defaults.Field(i).Interface()), meaning: f.Tag.Get("desc")})
 		}
 	}
 	return vars
+}
+
+// formatDefault writes a default as its variable would be set to it; "" for
+// none (a zero duration or number is a value, an empty string or list none).
+func formatDefault(v any) string {
+	switch v := v.(type) {
+	case time.Duration:
+		// 15m rather than time's 15m0s.
+		s := v.String()
+		if strings.HasSuffix(s, "m0s") || strings.HasSuffix(s, "h0m0s") {
+			s = strings.TrimSuffix(strings.TrimSuffix(s, "0s"), "0m")
+		}
+		return s
+	case []string:
+		return strings.Join(v, ",")
+	case bool:
+		return strconv.FormatBool(v)
+	default:
+		return fmt.Sprint(v)
+	}
 }
 
 // validate checks c; resolve derives its values, checking them too.

@@ -68,7 +68,7 @@ func startLeader(ctx context.Context, cfg settings, getenv func(string) string, 
 	}
 	leaseName := cfg.LeaseName
 	if leaseName == "" {
-		leaseName = "registry-api"
+		leaseName = defaultServiceName
 	}
 	identity, err := leaderIdentity(getenv)
 	if err != nil {

@@ -19,6 +19,9 @@ const minLogLineBytes = 1024
 // defaultLogLineBytes leaves room for a panic's stack.
 const defaultLogLineBytes = 8192
 
+// defaultLogFlushInterval delays a line by less than a person notices.
+const defaultLogFlushInterval = 100 * time.Millisecond
+
 // maxLogFlushInterval bounds REGISTRY_LOG_FLUSH_INTERVAL: a line seen a
 // second late is still a line seen while it matters.
 const maxLogFlushInterval = time.Second

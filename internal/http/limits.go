@@ -44,19 +44,19 @@ const LargestBody = max(maxResolveBody, maxRegisterBody)
 
 // Defaults of the limits an operator can change (Deps).
 const (
-	// defaultMaxInFlight bounds concurrent requests. Reads answer in
+	// DefaultMaxInFlight bounds concurrent requests. Reads answer in
 	// microseconds; writes wait for their batch and the API server, about a
 	// tenth of a second, so a few hundred in flight is a busy cluster.
-	defaultMaxInFlight = 512
-	// defaultBodyReadTimeout bounds how long a request body may take to
+	DefaultMaxInFlight = 512
+	// DefaultBodyReadTimeout bounds how long a request body may take to
 	// arrive: a 256 KiB body needs well under a second on any cluster network.
-	defaultBodyReadTimeout = 10 * time.Second
-	// defaultMaxBodyBytes bounds the bytes of request bodies a replica holds
+	DefaultBodyReadTimeout = 10 * time.Second
+	// DefaultMaxBodyBytes bounds the bytes of request bodies a replica holds
 	// at once. The in-flight cap alone lets 512 slow bodies of 256 KiB hold
 	// 128 MiB, more while they grow, on top of the registry itself
 	// (BENCHMARKS.md, "Memory under hostile load"). Valid bodies are a few
 	// KiB: 128 full batches fit.
-	defaultMaxBodyBytes = 32 << 20
+	DefaultMaxBodyBytes = 32 << 20
 )
 
 // checkTarget refuses a request whose target is larger than any route

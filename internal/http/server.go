@@ -22,8 +22,6 @@ import (
 	"github.com/acme/registry-api/internal/routesync"
 )
 
-// defaultTTL is the Go registry library's heartbeat TTL.
-const defaultTTL = 10 * time.Second
 
 // Deps is what the server needs; its zero values are safe except Snapshots.
 type Deps struct {
@@ -120,13 +118,13 @@ func (d *Deps) validate() error {
 		return fmt.Errorf("httpapi: Deps.IstioVersionHeader %q is not a lowercase header name", d.IstioVersionHeader)
 	}
 	if d.MaxBodyBytes == 0 {
-		d.MaxBodyBytes = defaultMaxBodyBytes
+		d.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if d.MaxInFlight == 0 {
-		d.MaxInFlight = defaultMaxInFlight
+		d.MaxInFlight = DefaultMaxInFlight
 	}
 	if d.BodyReadTimeout == 0 {
-		d.BodyReadTimeout = defaultBodyReadTimeout
+		d.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if d.ReadAuth && d.Auth == nil {
 		return errors.New("httpapi: Deps.ReadAuth needs Deps.Auth")
@@ -135,7 +133,7 @@ func (d *Deps) validate() error {
 		d.Now = time.Now
 	}
 	if d.TTL == 0 {
-		d.TTL = defaultTTL
+		d.TTL = model.DefaultTTL
 	}
 	if d.Registry == nil {
 		d.Registry = prometheus.NewRegistry()

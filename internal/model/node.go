@@ -101,6 +101,10 @@ func (n *Node) RunDateAhead() time.Duration {
 	return n.RunDate.Sub(n.ObservedAt)
 }
 
+// DefaultTTL is the Go registry library's heartbeat TTL: an instance is
+// alive for this long after its run_date, and heartbeats every half of it.
+const DefaultTTL = 10 * time.Second
+
 // DefaultMaxClockSkew is how far ahead of a reader's clock a run_date may be
 // and still be taken at its word.
 const DefaultMaxClockSkew = time.Minute

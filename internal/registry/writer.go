@@ -35,7 +35,6 @@ const (
 	DefaultBatchWindow       = 100 * time.Millisecond
 	DefaultMaxConfigMapBytes = 900 << 10
 	DefaultWriteTimeout      = 5 * time.Second
-	DefaultTTL               = 10 * time.Second
 )
 
 // DefaultBackoff spaces the retries after a 409. The jitter keeps replicas
@@ -89,7 +88,7 @@ func (o *Options) validate() error {
 		o.Zone = time.UTC
 	}
 	if o.TTL <= 0 {
-		o.TTL = DefaultTTL
+		o.TTL = model.DefaultTTL
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout

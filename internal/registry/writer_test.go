@@ -235,7 +235,7 @@ func TestHeartbeatRewritesOnlyRunDate(t *testing.T) {
 	if got := getData(t, mem, "firefly", "prod")[key]; got != want {
 		t.Errorf("entry\n got %s\nwant %s", got, want)
 	}
-	if res.Key != key || string(res.Raw) != want || !res.Node.RunDate.Equal(t0) || res.HeartbeatInterval != DefaultTTL/2 {
+	if res.Key != key || string(res.Raw) != want || !res.Node.RunDate.Equal(t0) || res.HeartbeatInterval != model.DefaultTTL/2 {
 		t.Errorf("result %+v", res)
 	}
 }

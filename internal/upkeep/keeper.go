@@ -29,7 +29,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultInterval    = registry.DefaultTTL / 2
+	DefaultInterval    = model.DefaultTTL / 2
 	DefaultGCAfter     = 15 * time.Minute
 	DefaultListTimeout = 10 * time.Second
 )

@@ -32,6 +32,10 @@ type Lister interface {
 	List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 }
 
+// DefaultInterval is the time between polls: a registration made on
+// another replica is served here within it.
+const DefaultInterval = 2 * time.Second
+
 // Options configure a Poller. The zero value of each field but Namespaces
 // has a safe default.
 type Options struct {
@@ -62,13 +66,13 @@ func (o *Options) validate() error {
 		return errors.New("watch: all namespaces (\"\") cannot be combined with named ones")
 	}
 	if o.Interval <= 0 {
-		o.Interval = 2 * time.Second
+		o.Interval = DefaultInterval
 	}
 	if o.ListTimeout <= 0 {
 		o.ListTimeout = 10 * time.Second
 	}
 	if o.TTL <= 0 {
-		o.TTL = 10 * time.Second
+		o.TTL = model.DefaultTTL
 	}
 	if o.Now == nil {
 		o.Now = time.Now
