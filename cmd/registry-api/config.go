@@ -124,10 +124,10 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads the configuration from the process environment with
-// envconfig. Every variable is named in full in its field's tag (the prefix
-// is empty), so the library's fallback to a bare name is the same name: a
-// stray TTL or GC_AFTER in a pod's environment changes nothing.
-func loadConfig() (Config, error) {
+// envconfig and resolves it. Every variable is named in full in its field's
+// tag (the prefix is empty), so the library's fallback to a bare name is the
+// same name: a stray TTL or GC_AFTER in a pod's environment changes nothing.
+func loadConfig(getenv func(string) string) (settings, error) {
 	// envconfig leaves a field whose variable is unset as it finds it.
 	cfg := defaultConfig()
 	if err := envconfig.Process("", &cfg); err != nil {
@@ -135,11 +135,11 @@ func loadConfig() (Config, error) {
 		if errors.As(err, &parse) {
 			// Said as the operator wrote it: the variable, its value and
 			// what it takes, not the parser's words.
-			return Config{}, fmt.Errorf("%s=%q: %s", parse.KeyName, parse.Value, wantOfType(parse.TypeName))
+			return settings{}, fmt.Errorf("%s=%q: %s", parse.KeyName, parse.Value, wantOfType(parse.TypeName))
 		}
-		return Config{}, fmt.Errorf("read configuration: %w", err)
+		return settings{}, fmt.Errorf("read configuration: %w", err)
 	}
-	return cfg, cfg.validate()
+	return cfg.resolve(getenv)
 }
 
 // wantOfType says what a variable of a Go type takes, for an operator.
@@ -194,12 +194,6 @@ func formatDefault(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
-}
-
-// validate checks c; resolve derives its values, checking them too.
-func (c *Config) validate() error {
-	_, err := c.resolve()
-	return err
 }
 
 // check checks what needs no deriving.
@@ -382,14 +376,38 @@ type settings struct {
 	writeNamespace string
 	admins         auth.Subjects
 	gateway        *export.ParentRef
+	// proc is what the process's environment says beside the REGISTRY_
+	// variables, read with them.
+	proc processEnv
 }
 
-// resolve checks c and derives its values.
-func (c Config) resolve() (settings, error) {
+// processEnv is the environment that Kubernetes and the shell give the
+// process: the pod's identity (the downward API) and where credentials are.
+type processEnv struct {
+	podNamespace, podName string
+	// kubeconfig is $KUBECONFIG; inCluster is true inside a pod.
+	kubeconfig string
+	inCluster  bool
+	home       string
+}
+
+func readProcessEnv(getenv func(string) string) processEnv {
+	return processEnv{
+		podNamespace: strings.TrimSpace(getenv("POD_NAMESPACE")),
+		podName:      strings.TrimSpace(getenv("POD_NAME")),
+		kubeconfig:   getenv("KUBECONFIG"),
+		inCluster:    getenv("KUBERNETES_SERVICE_HOST") != "",
+		home:         getenv("HOME"),
+	}
+}
+
+// resolve checks c and derives its values, with what getenv says of the
+// process: the one place the configuration is worked out.
+func (c Config) resolve(getenv func(string) string) (settings, error) {
 	if err := c.check(); err != nil {
 		return settings{}, err
 	}
-	s := settings{Config: c}
+	s := settings{Config: c, proc: readProcessEnv(getenv)}
 	var err error
 	if s.zone, err = time.LoadLocation(c.RunDateZone); err != nil {
 		return settings{}, fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
@@ -412,11 +430,11 @@ func (c Config) resolve() (settings, error) {
 // leaseNamespace is where the leader Lease lives: the service's own
 // namespace. ok is false when none can be told (watching all namespaces
 // without POD_NAMESPACE).
-func (s *settings) leaseNamespace(getenv func(string) string) (string, bool) {
+func (s *settings) leaseNamespace() (string, bool) {
 	if ns := strings.TrimSpace(s.LeaseNamespace); ns != "" {
 		return ns, true
 	}
-	if ns := strings.TrimSpace(getenv("POD_NAMESPACE")); ns != "" {
+	if ns := s.proc.podNamespace; ns != "" {
 		return ns, true
 	}
 	if s.namespaces.All() {

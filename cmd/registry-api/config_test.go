@@ -73,7 +73,7 @@ current-context: x
 		t.Fatal(err)
 	}
 	// Inside a pod, a KUBECONFIG still wins over the in-cluster config.
-	c, err := kubeConfig(Config{}, envOf("KUBECONFIG", path, "KUBERNETES_SERVICE_HOST", "10.0.0.1", "HOME", dir))
+	c, err := kubeConfig(settings{proc: readProcessEnv(envOf("KUBECONFIG", path, "KUBERNETES_SERVICE_HOST", "10.0.0.1", "HOME", dir))})
 	if err != nil {
 		t.Fatal(err)
 	}

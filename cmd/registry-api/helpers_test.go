@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -109,7 +110,23 @@ func configFrom(t *testing.T, kv ...string) (Config, error) {
 	for i := 0; i+1 < len(kv); i += 2 {
 		t.Setenv(kv[i], kv[i+1])
 	}
-	return loadConfig()
+	s, err := loadConfig(os.Getenv)
+	return s.Config, err
+}
+
+// serveConfig resolves cfg with getenv, as run does, and serves it.
+func serveConfig(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer) error {
+	s, err := cfg.resolve(getenv)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, s, stdout)
+}
+
+// validate resolves c in a process environment without the pod's variables.
+func (c Config) validate() error {
+	_, err := c.resolve(envOf())
+	return err
 }
 
 // envOf is a getenv that answers the given name, value pairs and nothing else.

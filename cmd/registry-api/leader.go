@@ -23,7 +23,7 @@ import (
 // GC and, when on, route sync. Against an API server it runs on the elected leader only; on the
 // memory store, a single process, it runs here, and only GC has anything to
 // do. It stops when ctx ends; the returned function stops it and waits.
-func startLeader(ctx context.Context, cfg settings, getenv func(string) string, st store.Store, client kubernetes.Interface,
+func startLeader(ctx context.Context, cfg settings, st store.Store, client kubernetes.Interface,
 	writer *registry.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
 	opts := upkeep.Options{
 		ConfigMaps: st,
@@ -61,7 +61,7 @@ func startLeader(ctx context.Context, cfg settings, getenv func(string) string, 
 		return stop, nil
 	}
 
-	leaseNamespace, ok := cfg.leaseNamespace(getenv)
+	leaseNamespace, ok := cfg.leaseNamespace()
 	if !ok {
 		cancel()
 		return nil, fmt.Errorf("REGISTRY_LEASE_NAMESPACE: watching all namespaces, the leader Lease needs a namespace: set REGISTRY_LEASE_NAMESPACE or POD_NAMESPACE")
@@ -70,7 +70,7 @@ func startLeader(ctx context.Context, cfg settings, getenv func(string) string, 
 	if leaseName == "" {
 		leaseName = defaultServiceName
 	}
-	identity, err := leaderIdentity(getenv)
+	identity, err := leaderIdentity(cfg.proc.podName)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -107,8 +107,8 @@ func startLeader(ctx context.Context, cfg settings, getenv func(string) string, 
 // leaderIdentity names this replica in the Lease: its pod's name, else the
 // host's, made unique so that two processes on one host (hostNetwork, tests)
 // never both believe they hold the lease.
-func leaderIdentity(getenv func(string) string) (string, error) {
-	name := getenv("POD_NAME")
+func leaderIdentity(podName string) (string, error) {
+	name := podName
 	if name == "" {
 		h, err := os.Hostname()
 		if err != nil {

@@ -69,16 +69,16 @@ func TestLeaseNamespace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := settings{Config: cfg, namespaces: namespaces}
-		if got, ok := s.leaseNamespace(tc.getenv); got != tc.want || ok != tc.ok {
+		s := settings{Config: cfg, namespaces: namespaces, proc: readProcessEnv(tc.getenv)}
+		if got, ok := s.leaseNamespace(); got != tc.want || ok != tc.ok {
 			t.Errorf("%+v: lease namespace %q, %v; want %q, %v", tc, got, ok, tc.want, tc.ok)
 		}
 	}
-	id1, err := leaderIdentity(envOf("POD_NAME", "registry-api-7c9d"))
+	id1, err := leaderIdentity("registry-api-7c9d")
 	if err != nil {
 		t.Fatal(err)
 	}
-	id2, _ := leaderIdentity(envOf("POD_NAME", "registry-api-7c9d"))
+	id2, _ := leaderIdentity("registry-api-7c9d")
 	if id1 == id2 || len(id1) <= len("registry-api-7c9d_") || id1[:len("registry-api-7c9d_")] != "registry-api-7c9d_" {
 		t.Errorf("identities %q and %q: want the pod name and a suffix of their own", id1, id2)
 	}

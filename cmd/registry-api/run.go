@@ -47,20 +47,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, version)
 		return nil
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, getenv, stdout)
+	return serve(ctx, cfg, stdout)
 }
 
 // serve wires the store, the poller and the HTTP server, and runs them until
 // ctx ends; then it drains in-flight requests.
-func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := c.resolve()
-	if err != nil {
-		return err
-	}
+func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 	log, closeLog, err := newLogger(cfg.Config, stdout)
 	if err != nil {
 		return err
@@ -70,7 +66,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	st, client, restCfg, err := openStore(ctx, cfg, getenv, log)
+	st, client, restCfg, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -148,7 +144,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 		// The leader's work stops as soon as ctx ends, releasing the lease so
 		// that another replica takes over; this waits for it before the
 		// writer it uses is closed.
-		stopUpkeep, err := startLeader(ctx, cfg, getenv, st, client, writer, routeSync, log, reg)
+		stopUpkeep, err := startLeader(ctx, cfg, st, client, writer, routeSync, log, reg)
 		if err != nil {
 			return err
 		}
@@ -213,7 +209,7 @@ func serve(ctx context.Context, c Config, getenv func(string) string, stdout io.
 
 // openStore opens the store, and for the kube store the client of its API
 // server, which also reviews tokens and elects the leader.
-func openStore(ctx context.Context, cfg settings, getenv func(string) string, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
+func openStore(ctx context.Context, cfg settings, log zerolog.Logger) (store.Store, kubernetes.Interface, *rest.Config, error) {
 	if cfg.Store == "memory" {
 		var seed []corev1.ConfigMap
 		if cfg.Seed != "" {
@@ -238,7 +234,7 @@ func openStore(ctx context.Context, cfg settings, getenv func(string) string, lo
 		}
 		return mem, nil, nil, nil
 	}
-	restCfg, err := kubeConfig(cfg.Config, getenv)
+	restCfg, err := kubeConfig(cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -257,12 +253,12 @@ func openStore(ctx context.Context, cfg settings, getenv func(string) string, lo
 // kubeConfig finds API server credentials: in-cluster inside a pod, else a
 // kubeconfig file. With neither, it refuses to start rather than serve an
 // empty registry.
-func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
+func kubeConfig(cfg settings) (*rest.Config, error) {
 	path := cfg.Kubeconfig
 	if path == "" {
-		path = getenv("KUBECONFIG")
+		path = cfg.proc.kubeconfig
 	}
-	if getenv("KUBERNETES_SERVICE_HOST") != "" && path == "" {
+	if cfg.proc.inCluster && path == "" {
 		c, err := rest.InClusterConfig()
 		if err != nil {
 			return nil, fmt.Errorf("in-cluster kubernetes config: %w", err)
@@ -270,7 +266,7 @@ func kubeConfig(cfg Config, getenv func(string) string) (*rest.Config, error) {
 		return c, nil
 	}
 	if path == "" {
-		if home := getenv("HOME"); home != "" {
+		if home := cfg.proc.home; home != "" {
 			path = filepath.Join(home, ".kube", "config")
 		}
 	}

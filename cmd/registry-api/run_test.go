@@ -44,7 +44,7 @@ func startServe(t *testing.T, cfg Config, logs io.Writer) (string, func() error)
 	addrs := make(chan net.Addr, 1)
 	cfg.OnListen = func(a net.Addr) { addrs <- a }
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, func(string) string { return "" }, logs) }()
+	go func() { done <- serveConfig(ctx, cfg, envOf(), logs) }()
 	var base string
 	select {
 	case a := <-addrs:
@@ -414,7 +414,7 @@ func TestKubeStoreWithoutCredentialsRefusesToStart(t *testing.T) {
 		}
 		return ""
 	}
-	err := serve(context.Background(), cfg, getenv, io.Discard)
+	err := serveConfig(context.Background(), cfg, getenv, io.Discard)
 	if err == nil {
 		t.Fatal("started with no API server configured")
 	}
@@ -433,7 +433,7 @@ func TestBadSeedIsAStartupError(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Seed = path
-	err := serve(context.Background(), cfg, os.Getenv, io.Discard)
+	err := serveConfig(context.Background(), cfg, os.Getenv, io.Discard)
 	if err == nil {
 		t.Fatal("started with a bad seed")
 	}
@@ -490,7 +490,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)
 			mutate(&cfg)
-			if err := serve(context.Background(), cfg, os.Getenv, io.Discard); err == nil {
+			if err := serveConfig(context.Background(), cfg, os.Getenv, io.Discard); err == nil {
 				t.Fatal("accepted")
 			}
 		})
