@@ -39,6 +39,24 @@ func encode(w http.ResponseWriter, r *http.Request, status int, v any) {
 	writeJSON(w, r, status, ctJSON, v)
 }
 
+// encodeJSON appends v to buf as the API writes JSON: no HTML escaping (a
+// gRPC method's "<" and ">" stay as they are), a final newline. Every JSON
+// body the API renders is encoded here.
+func encodeJSON(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// marshal is encodeJSON into a new buffer.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := encodeJSON(&buf, v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, contentType []string, v any) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() {
@@ -49,9 +67,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, contentType [
 		}
 	}()
 	buf.Reset()
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := encodeJSON(buf, v); err != nil {
 		// Only a bug makes a view unencodable; writeProblem's own body is
 		// encodable, so this cannot recurse.
 		writeProblem(w, r, err)

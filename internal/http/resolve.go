@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -91,13 +89,10 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 			view.Conflict.Claimants[i] = claimantView{AppID: c.AppID, AliveInstances: counts[i]}
 		}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(view); err != nil {
+	body, err = marshal(view)
+	if err != nil {
 		return nil, nil, nil, fmt.Errorf("encode resolution of %s: %w", m.Name, err)
 	}
-	body = buf.Bytes()
 	// The tag follows the route alone (see routeETag), not the instance
 	// details that move with every heartbeat.
 	if etag, err = routeETag(&route); err != nil {

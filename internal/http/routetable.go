@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -266,17 +265,6 @@ func routeETag(r *model.Route) ([]string, error) {
 		return nil, fmt.Errorf("encode route of %s: %w", r.Method, err)
 	}
 	return []string{"W/" + bodyETag(body)}, nil
-}
-
-// marshal encodes v as the API writes JSON: no HTML escaping, a final newline.
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // handleEnvRoutes serves GET /v1/envs/{env}/routes, a blocking query when
