@@ -124,7 +124,7 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads the configuration from the process environment with
-// envconfig and resolves it. Every variable is named in full in its field's
+// envconfig and derives the settings from it. Every variable is named in full in its field's
 // tag (the prefix is empty), so the library's fallback to a bare name is the
 // same name: a stray TTL or GC_AFTER in a pod's environment changes nothing.
 func loadConfig(getenv func(string) string) (settings, error) {
@@ -139,7 +139,7 @@ func loadConfig(getenv func(string) string) (settings, error) {
 		}
 		return settings{}, fmt.Errorf("read configuration: %w", err)
 	}
-	return cfg.resolve(getenv)
+	return cfg.derive(getenv)
 }
 
 // wantOfType says what a variable of a Go type takes, for an operator.
@@ -367,7 +367,7 @@ func (c *Config) validateAuth() error {
 }
 
 // settings are the configuration with every value derived from it worked
-// out once, by resolve: serve and what it wires read these, so that nothing
+// out once, by derive: serve and what it wires read these, so that nothing
 // downstream derives a value again or drops an error doing so.
 type settings struct {
 	Config
@@ -401,9 +401,9 @@ func readProcessEnv(getenv func(string) string) processEnv {
 	}
 }
 
-// resolve checks c and derives its values, with what getenv says of the
+// derive checks c and works out its values, with what getenv says of the
 // process: the one place the configuration is worked out.
-func (c Config) resolve(getenv func(string) string) (settings, error) {
+func (c Config) derive(getenv func(string) string) (settings, error) {
 	if err := c.check(); err != nil {
 		return settings{}, err
 	}

@@ -114,18 +114,18 @@ func configFrom(t *testing.T, kv ...string) (Config, error) {
 	return s.Config, err
 }
 
-// serveConfig resolves cfg with getenv, as run does, and serves it.
+// serveConfig derives the settings of cfg with getenv, as run does, and serves it.
 func serveConfig(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer) error {
-	s, err := cfg.resolve(getenv)
+	s, err := cfg.derive(getenv)
 	if err != nil {
 		return err
 	}
 	return serve(ctx, s, stdout)
 }
 
-// validate resolves c in a process environment without the pod's variables.
+// validate derives the settings of c in a process environment without the pod's variables.
 func (c Config) validate() error {
-	_, err := c.resolve(envOf())
+	_, err := c.derive(envOf())
 	return err
 }
 

@@ -100,7 +100,7 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		Snapshots:          poller,
 		TTL:                cfg.TTL,
-		Registry:           reg,
+		Prometheus:         reg,
 		ReadOnly:           cfg.ReadOnly,
 		WriteNamespace:     cfg.writeNamespace,
 		Follow:             hub,

@@ -576,7 +576,7 @@ func (panicking) Snapshot() *model.Snapshot { panic("snapshot source is broken: 
 
 func TestInternalErrorsStayInTheLog(t *testing.T) {
 	h := newHarness(t)
-	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: panicking{}, Registry: h.registry})
+	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: panicking{}, Prometheus: h.registry})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +666,7 @@ func TestRequestLogLevels(t *testing.T) {
 			h := newHarness(t)
 			if tt.deps != nil {
 				deps := tt.deps(h)
-				deps.Log, deps.Registry, deps.Now = h.srv.log, prometheus.NewRegistry(), h.clock.Now
+				deps.Log, deps.Prometheus, deps.Now = h.srv.log, prometheus.NewRegistry(), h.clock.Now
 				srv, err := newServer(deps)
 				if err != nil {
 					t.Fatal(err)

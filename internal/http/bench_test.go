@@ -57,10 +57,10 @@ func benchServer(b *testing.B) *server {
 	b.Helper()
 	h, err := newServer(Deps{
 		// Info, like production: every request is logged.
-		Log:       zerolog.New(io.Discard).Level(zerolog.InfoLevel),
-		Snapshots: newSource(fixtureSnapshot(b)),
-		Now:       func() time.Time { return t0 },
-		Registry:  prometheus.NewRegistry(),
+		Log:        zerolog.New(io.Discard).Level(zerolog.InfoLevel),
+		Snapshots:  newSource(fixtureSnapshot(b)),
+		Now:        func() time.Time { return t0 },
+		Prometheus: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		b.Fatal(err)

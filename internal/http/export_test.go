@@ -109,7 +109,7 @@ func TestExportYAML(t *testing.T) {
 
 func TestExportIstio(t *testing.T) {
 	h := newHarness(t)
-	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Registry: h.registry, IstioVersionHeader: "x-version"})
+	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Prometheus: h.registry, IstioVersionHeader: "x-version"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestExportIstio(t *testing.T) {
 func TestExportDefaultGateway(t *testing.T) {
 	h := newHarness(t)
 	gw := &export.ParentRef{Namespace: "infra", Name: "public"}
-	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Registry: h.registry, Gateway: gw})
+	srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Prometheus: h.registry, Gateway: gw})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,9 +83,9 @@ type following struct {
 	m     *streamMetrics
 }
 
-// admit subscribes a follower of kind to key, or writes the refusal beyond
+// join subscribes a follower of kind to key, or writes the refusal beyond
 // the cap and returns nil.
-func (fl *following) admit(w http.ResponseWriter, r *http.Request, key, kind string) *follow.Follower {
+func (fl *following) join(w http.ResponseWriter, r *http.Request, key, kind string) *follow.Follower {
 	f, err := fl.hub.Follow(key, kind)
 	if err != nil {
 		writeProblem(w, r, model.Errorf(model.CodeTooManyFollowers, "this replica already serves %d streams and blocked queries; retry, or ask another replica", fl.hub.MaxFollowers()))
@@ -114,7 +114,7 @@ func (fl *following) serveBlocking(w http.ResponseWriter, r *http.Request, key s
 	if r.URL.Query().Has("version") {
 		key = follow.EveryChange
 	}
-	f := fl.admit(w, r, key, "blocking")
+	f := fl.join(w, r, key, "blocking")
 	if f == nil {
 		return
 	}

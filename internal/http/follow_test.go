@@ -29,11 +29,11 @@ import (
 func followServer(t *testing.T, src *source, drain <-chan struct{}) *server {
 	t.Helper()
 	srv, err := newServer(Deps{
-		Log:       zerolog.New(io.Discard),
-		Snapshots: src,
-		TTL:       10 * time.Second,
-		Registry:  prometheus.NewRegistry(),
-		Drain:     drain,
+		Log:        zerolog.New(io.Discard),
+		Snapshots:  src,
+		TTL:        10 * time.Second,
+		Prometheus: prometheus.NewRegistry(),
+		Drain:      drain,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestFollowersAreCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		src := newSource(buildSnapshot(start, fleet(start)...))
-		srv, err := newServer(Deps{Log: zerolog.New(io.Discard), Snapshots: src, Registry: prometheus.NewRegistry(), MaxFollowers: 1})
+		srv, err := newServer(Deps{Log: zerolog.New(io.Discard), Snapshots: src, Prometheus: prometheus.NewRegistry(), MaxFollowers: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -544,7 +544,7 @@ func checkEventData(t *testing.T, srv *server, pattern string, evs []sse) {
 // value label when the metric has a label.
 func metricValue(t *testing.T, srv *server, name, label string) float64 {
 	t.Helper()
-	families, err := srv.registry.Gather()
+	families, err := srv.prometheus.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,11 +116,11 @@ func newHarness(t *testing.T) *harness {
 		logs:     &testkit.Buffer{},
 	}
 	srv, err := newServer(Deps{
-		Log:       zerolog.New(h.logs).Level(zerolog.DebugLevel),
-		Snapshots: h.src,
-		Now:       h.clock.Now,
-		TTL:       10 * time.Second,
-		Registry:  h.registry,
+		Log:        zerolog.New(h.logs).Level(zerolog.DebugLevel),
+		Snapshots:  h.src,
+		Now:        h.clock.Now,
+		TTL:        10 * time.Second,
+		Prometheus: h.registry,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -202,7 +202,7 @@ func BenchmarkRefuseDeepBody(b *testing.B) {
 func TestBodyBudget(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
-		srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Registry: prometheus.NewRegistry(), MaxBodyBytes: 1024})
+		srv, err := newServer(Deps{Log: zerolog.New(h.logs), Snapshots: h.src, Now: h.clock.Now, Prometheus: prometheus.NewRegistry(), MaxBodyBytes: 1024})
 		if err != nil {
 			t.Fatal(err)
 		}

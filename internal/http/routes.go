@@ -27,7 +27,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 
 		r.Get("/healthz", handleHealthz())
 		r.Get("/readyz", handleReadyz(snaps))
-		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(deps.Prometheus, promhttp.HandlerOpts{}))
 		r.Get("/openapi.yaml", handleSpecYAML(s.spec))
 		r.Get("/openapi.json", handleSpecJSON(s.spec))
 	})

@@ -30,7 +30,7 @@ func TestEnvReportsRouteSync(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := &harness{t: t, src: newSource(fixtureSnapshot(t)), clock: testkit.NewClock(t0), registry: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
 			srv, err := newServer(Deps{Log: zerolog.Nop(), Snapshots: h.src, Now: h.clock.Now, TTL: 10 * time.Second,
-				Registry: h.registry, RouteSync: tc.status})
+				Prometheus: h.registry, RouteSync: tc.status})
 			if err != nil {
 				t.Fatal(err)
 			}

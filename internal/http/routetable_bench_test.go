@@ -52,10 +52,10 @@ func appNodes(apps, perApp int) []node {
 // production logger at info, once per iteration.
 func benchServe(b *testing.B, nodes []node, target string) {
 	h, err := newServer(Deps{
-		Log:       zerolog.New(io.Discard).Level(zerolog.InfoLevel),
-		Snapshots: newSource(buildSnapshot(t0, nodes...)),
-		Now:       func() time.Time { return t0 },
-		Registry:  prometheus.NewRegistry(),
+		Log:        zerolog.New(io.Discard).Level(zerolog.InfoLevel),
+		Snapshots:  newSource(buildSnapshot(t0, nodes...)),
+		Now:        func() time.Time { return t0 },
+		Prometheus: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -22,7 +22,6 @@ import (
 	"github.com/acme/registry-api/internal/routesync"
 )
 
-
 // Deps is what the server needs; its zero values are safe except Snapshots.
 type Deps struct {
 	// Log receives one line per request and every internal error.
@@ -34,9 +33,9 @@ type Deps struct {
 	// TTL is how old a heartbeat may be for its instance to be alive; zero
 	// means the library's 10 s.
 	TTL time.Duration
-	// Registry receives the HTTP metrics and is what /metrics serves; nil
+	// Prometheus receives the HTTP metrics and is what /metrics serves; nil
 	// means a private one.
-	Registry *prometheus.Registry
+	Prometheus *prometheus.Registry
 	// Writer applies registrations, heartbeats and deregistrations; nil
 	// refuses every write with 405 read_only.
 	Writer Writer
@@ -135,8 +134,8 @@ func (d *Deps) validate() error {
 	if d.TTL == 0 {
 		d.TTL = model.DefaultTTL
 	}
-	if d.Registry == nil {
-		d.Registry = prometheus.NewRegistry()
+	if d.Prometheus == nil {
+		d.Prometheus = prometheus.NewRegistry()
 	}
 	return nil
 }
@@ -149,8 +148,8 @@ type server struct {
 	spec    *apiSpec
 	metrics *httpMetrics
 	follow  *following
-	// registry is what /metrics serves.
-	registry *prometheus.Registry
+	// prometheus is what /metrics serves.
+	prometheus *prometheus.Registry
 	// admission is shared by every request; see admit.
 	admission *admission
 	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
@@ -175,22 +174,22 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics, err := newHTTPMetrics(deps.Registry)
+	metrics, err := newHTTPMetrics(deps.Prometheus)
 	if err != nil {
 		return nil, err
 	}
-	am, err := newAdmissionMetrics(deps.Registry)
+	am, err := newAdmissionMetrics(deps.Prometheus)
 	if err != nil {
 		return nil, err
 	}
-	sm, err := newStreamMetrics(deps.Registry)
+	sm, err := newStreamMetrics(deps.Prometheus)
 	if err != nil {
 		return nil, err
 	}
 	hub := deps.Follow
 	if hub == nil {
 		hub, err = follow.New(follow.Options{Source: deps.Snapshots, Now: deps.Now, TTL: deps.TTL,
-			MaxFollowers: deps.MaxFollowers, Registerer: deps.Registry})
+			MaxFollowers: deps.MaxFollowers, Registerer: deps.Prometheus})
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +205,7 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
-		registry:       deps.Registry,
+		prometheus:     deps.Prometheus,
 		retryHeartbeat: heartbeatRetryAfter(deps.TTL),
 		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
 			drain: deps.Drain, m: sm},

@@ -143,7 +143,7 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 			writeStreamHeaders(w)
 			return
 		}
-		f := fl.admit(w, r, key, "stream")
+		f := fl.join(w, r, key, "stream")
 		if f == nil {
 			return
 		}

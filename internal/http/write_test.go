@@ -131,7 +131,7 @@ func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 		Snapshots:      wh.poller,
 		Now:            h.clock.Now,
 		TTL:            10 * time.Second,
-		Registry:       h.registry,
+		Prometheus:     h.registry,
 		ReadOnly:       opts.readOnly,
 		WriteNamespace: opts.namespace,
 		Auth:           opts.auth,
@@ -888,7 +888,7 @@ func (s stubWriter) Deregister(context.Context, string, string, string, int64, .
 
 func TestWriteThatOutlivesItsRequest(t *testing.T) {
 	h := newHarness(t)
-	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: h.src, Registry: h.registry, Writer: stubWriter{context.DeadlineExceeded}})
+	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: h.src, Prometheus: h.registry, Writer: stubWriter{context.DeadlineExceeded}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -904,7 +904,7 @@ func TestWriteThatOutlivesItsRequest(t *testing.T) {
 func TestWriteBeforeTheFirstRead(t *testing.T) {
 	h := newHarness(t)
 	h.src.Swap(model.EmptySnapshot([]string{"firefly", "shop"}))
-	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: h.src, Registry: h.registry, Writer: stubWriter{}, WriteNamespace: "firefly"})
+	srv, err := newServer(Deps{Log: h.srv.log, Snapshots: h.src, Prometheus: h.registry, Writer: stubWriter{}, WriteNamespace: "firefly"})
 	if err != nil {
 		t.Fatal(err)
 	}
