@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,6 +113,29 @@ func configFrom(t *testing.T, kv ...string) (Config, error) {
 	}
 	s, err := loadConfig(os.Getenv)
 	return s.Config, err
+}
+
+// startMakeRun serves what `make run` starts (the memory store, the demo
+// seed kept alive; everything else at its default) on a free port, ready,
+// and returns its base URL.
+func startMakeRun(t *testing.T, logs io.Writer) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configFrom(t,
+		"REGISTRY_ADDR", "127.0.0.1:0",
+		"REGISTRY_STORE", "memory",
+		"REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"),
+		"REGISTRY_SEED_KEEPALIVE", "true",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := startServe(t, cfg, logs)
+	waitReady(t, base)
+	return base
 }
 
 // serveConfig derives the settings of cfg with getenv, as run does, and serves it.

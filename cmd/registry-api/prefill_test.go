@@ -34,17 +34,7 @@ func TestPrefilledExamplesSucceed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := configFrom(t,
-		"REGISTRY_ADDR", "127.0.0.1:0",
-		"REGISTRY_STORE", "memory",
-		"REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"),
-		"REGISTRY_SEED_KEEPALIVE", "true",
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := startServe(t, cfg, &testkit.Buffer{})
-	waitReady(t, base)
+	base := startMakeRun(t, &testkit.Buffer{})
 
 	type call struct {
 		method, path string

@@ -171,19 +171,8 @@ func TestREADMEShellBlocks(t *testing.T) {
 		t.Fatal("README.md has no ```sh blocks")
 	}
 
-	// What `make run` sets; everything else keeps its default.
-	cfg, err := configFrom(t,
-		"REGISTRY_ADDR", "127.0.0.1:0",
-		"REGISTRY_STORE", "memory",
-		"REGISTRY_SEED", filepath.Join(root, "demo", "seed.yaml"),
-		"REGISTRY_SEED_KEEPALIVE", "true",
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &testkit.Buffer{}
-	base, _ := startServe(t, cfg, logs)
-	waitReady(t, base)
+	base := startMakeRun(t, logs)
 
 	target, err := url.Parse(base)
 	if err != nil {
