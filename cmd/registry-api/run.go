@@ -230,7 +230,7 @@ func openStore(ctx context.Context, cfg settings, log zerolog.Logger) (store.Sto
 			if err := store.RefreshSeed(ctx, mem, entries, cfg.zone); err != nil {
 				return nil, nil, nil, err
 			}
-			go store.KeepSeedAlive(ctx, mem, entries, cfg.TTL/2, cfg.zone, log.With().Str("component", "demo-keepalive").Logger())
+			go store.RefreshSeedEvery(ctx, mem, entries, cfg.TTL/2, cfg.zone, log.With().Str("component", "seed-refresh").Logger())
 		}
 		return mem, nil, nil, nil
 	}

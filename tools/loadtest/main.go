@@ -224,7 +224,7 @@ func (l loadRun) run() error {
 				reg, bare := got[0], got[1]
 				regs, bares, ratios = append(regs, reg.rate), append(bares, bare.rate), append(ratios, reg.rate/bare.rate)
 				// The registry's own work between requests (the poller, the
-				// demo keepalive, its GC) is measured while the bare handler
+				// seed refresh, its GC) is measured while the bare handler
 				// is loaded, and taken out: on the shared core it slows both.
 				regCPU := reg.cpu[0] - bare.cpu[0]*reg.elapsed.Seconds()/bare.elapsed.Seconds()
 				cpuRatios = append(cpuRatios, (bare.cpu[1]/bare.requests)/(regCPU/reg.requests))

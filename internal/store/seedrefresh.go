@@ -18,7 +18,7 @@ import (
 )
 
 // SeedEntries names the entries of a seed, per registry ConfigMap: the
-// instances the demo keepalive stands in for. Entries registered later are
+// instances the seed refresh stands in for. Entries registered later are
 // not among them, so they heartbeat or die like any other.
 type SeedEntries map[types.NamespacedName][]string
 
@@ -34,15 +34,15 @@ func SeedEntriesOf(seed []corev1.ConfigMap) SeedEntries {
 	return entries
 }
 
-// KeepSeedAlive stands in for the instances of a demo seed: every interval it
+// RefreshSeedEvery stands in for the instances of a demo seed: every interval it
 // rewrites the run_date of the seed's entries in s, as running instances
 // would. It is for the memory store in local runs only.
-func KeepSeedAlive(ctx context.Context, s Store, seed SeedEntries, interval time.Duration, zone *time.Location, log zerolog.Logger) {
+func RefreshSeedEvery(ctx context.Context, s Store, seed SeedEntries, interval time.Duration, zone *time.Location, log zerolog.Logger) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		if err := refreshSeed(ctx, s, seed, zone); err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Msg("demo keepalive")
+			log.Warn().Err(err).Msg("seed refresh")
 		}
 		select {
 		case <-ctx.Done():
@@ -53,7 +53,7 @@ func KeepSeedAlive(ctx context.Context, s Store, seed SeedEntries, interval time
 }
 
 // RefreshSeed rewrites the run_date of the seed's entries in s to now,
-// once: what KeepSeedAlive does at every interval.
+// once: what RefreshSeedEvery does at every interval.
 func RefreshSeed(ctx context.Context, s Store, seed SeedEntries, zone *time.Location) error {
 	if err := refreshSeed(ctx, s, seed, zone); err != nil {
 		return fmt.Errorf("refresh the seed: %w", err)

@@ -29,7 +29,7 @@ const (
 	entryBroken = `{"lease_id":`
 )
 
-func keepaliveSeed() []corev1.ConfigMap {
+func refreshedSeed() []corev1.ConfigMap {
 	return []corev1.ConfigMap{
 		*configMap("firefly", "ff-registry-prod", map[string]string{
 			"user-service.1795695862709570046": entryUser,
@@ -78,7 +78,7 @@ func TestRefreshSeedEntries(t *testing.T) {
 	for _, zone := range []*time.Location{nil, berlin} {
 		t.Run(zone.String(), func(t *testing.T) {
 			ctx := t.Context()
-			seed := keepaliveSeed()
+			seed := refreshedSeed()
 			m := newMemory(t, seed...)
 			before, _ := m.List(ctx, "")
 
@@ -200,7 +200,7 @@ func TestRefreshSeedRetriesConflicts(t *testing.T) {
 // entries are all gone is not written at all.
 func TestRefreshSeedOnlyTheSeed(t *testing.T) {
 	ctx := t.Context()
-	seed := keepaliveSeed()
+	seed := refreshedSeed()
 	m := newMemory(t, seed...)
 	entries := SeedEntriesOf(seed)
 
@@ -238,15 +238,15 @@ func TestRefreshSeedOnlyTheSeed(t *testing.T) {
 
 func TestRefreshSeedErrors(t *testing.T) {
 	ctx := t.Context()
-	entries := SeedEntriesOf(keepaliveSeed())
+	entries := SeedEntriesOf(refreshedSeed())
 	getErr := apierrors.NewForbidden(gr, "", errors.New("no"))
-	s := &flaky{Store: newMemory(t, keepaliveSeed()...), onGet: func(int32, string) error { return getErr }}
+	s := &flaky{Store: newMemory(t, refreshedSeed()...), onGet: func(int32, string) error { return getErr }}
 	if err := refreshSeed(ctx, s, entries, nil); !errors.Is(err, getErr) {
 		t.Errorf("get failure: %v", err)
 	}
 
 	gone := apierrors.NewNotFound(gr, "ff-registry-prod")
-	s = &flaky{Store: newMemory(t, keepaliveSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return gone }}
+	s = &flaky{Store: newMemory(t, refreshedSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return gone }}
 	err := refreshSeed(ctx, s, entries, nil)
 	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "refresh firefly/ff-registry-prod: ") {
 		t.Errorf("update failure: %v", err)
@@ -256,7 +256,7 @@ func TestRefreshSeedErrors(t *testing.T) {
 	}
 
 	conflict := apierrors.NewConflict(gr, "ff-registry-prod", errors.New("modified"))
-	s = &flaky{Store: newMemory(t, keepaliveSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return conflict }}
+	s = &flaky{Store: newMemory(t, refreshedSeed()...), onUpdate: func(int32, *corev1.ConfigMap) error { return conflict }}
 	if err := refreshSeed(ctx, s, entries, nil); !apierrors.IsConflict(err) {
 		t.Errorf("persistent conflict: %v", err)
 	}
@@ -265,12 +265,12 @@ func TestRefreshSeedErrors(t *testing.T) {
 	}
 }
 
-// KeepSeedAlive refreshes at once, keeps refreshing every interval and
+// RefreshSeedEvery refreshes at once, keeps refreshing every interval and
 // returns when its context ends; errors are logged unless it is stopping.
-func TestKeepSeedAlive(t *testing.T) {
+func TestRefreshSeedEvery(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	seed := keepaliveSeed()
+	seed := refreshedSeed()
 	m := newMemory(t, seed...)
 	s := &flaky{Store: m}
 	// A round starts with firefly/ff-registry-prod, the first seeded ConfigMap.
@@ -292,7 +292,7 @@ func TestKeepSeedAlive(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	from := time.Now()
-	KeepSeedAlive(ctx, s, SeedEntriesOf(seed), time.Millisecond, nil, zerolog.New(&logs))
+	RefreshSeedEvery(ctx, s, SeedEntriesOf(seed), time.Millisecond, nil, zerolog.New(&logs))
 	to := time.Now()
 
 	if n := rounds.Load(); n < 4 {
@@ -301,21 +301,21 @@ func TestKeepSeedAlive(t *testing.T) {
 	if n := s.updates.Load(); n != 4 { // two seeded ConfigMaps, two good rounds
 		t.Errorf("%d updates, want 4", n)
 	}
-	if got := strings.Count(logs.String(), "demo keepalive"); got != 1 || !strings.Contains(logs.String(), "etcd is sad") {
+	if got := strings.Count(logs.String(), "seed refresh"); got != 1 || !strings.Contains(logs.String(), "etcd is sad") {
 		t.Errorf("logs = %s, want the one failure before cancel", logs.String())
 	}
 	cm := mustGet(t, m, "firefly", "ff-registry-prod")
 	checkRefreshed(t, entryUser, cm.Data["user-service.1795695862709570046"], from, to, nil)
 	if other := mustGet(t, m, "firefly", "app-config"); other.Data["user-service.1795695862709570046"] != entryUser {
-		t.Errorf("KeepSeedAlive wrote a non-registry ConfigMap")
+		t.Errorf("RefreshSeedEvery wrote a non-registry ConfigMap")
 	}
 }
 
 // RefreshSeed refreshes once, before it returns, so that a seed is fresh
 // before the poller or the leader's GC first read it.
 func TestRefreshSeed(t *testing.T) {
-	m := newMemory(t, keepaliveSeed()...)
-	entries := SeedEntriesOf(keepaliveSeed())
+	m := newMemory(t, refreshedSeed()...)
+	entries := SeedEntriesOf(refreshedSeed())
 	from := time.Now()
 	if err := RefreshSeed(t.Context(), m, entries, nil); err != nil {
 		t.Fatal(err)
