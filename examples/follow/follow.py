@@ -35,7 +35,7 @@ def events(resp, conn):
         if first and text.startswith("\ufeff"):
             text = text[1:]  # a byte order mark may open the stream
         first = False
-        for line in text.split("\r"):  # a lone CR ends a line too
+        for line in text.split("\r"):  # a lone CR ends a line too, once an LF ends the read
             if line == "":  # a blank line dispatches the event
                 if data:
                     yield etype or "message", "\n".join(data), last_id
