@@ -384,7 +384,7 @@ func TestFollowPyParsesEventStream(t *testing.T) {
 			"event: snapshot\nid: \"t1\"\ndata: {\"env\":\"qa\",\n" +
 			"data:\"routes\":[{\"method\":\"/a.A/One\",\"app_id\":\"a\",\"targets\":[]},\n" +
 			"data: {\"method\":\"/a.A/Three\",\"app_id\":\"a\",\"targets\":[]}]}\n\n" +
-			": keepalive\n\n" +
+			": ping\n\n" +
 			"event: unknown-kind\ndata: {}\n\n" +
 			"event: change\nid: \"t2\"\ndata: {\"tag\":\"\\\"t2\\\"\",\"envs\":[{\"env\":\"qa\",\n" +
 			"data: \"added\":[{\"method\":\"/a.A/Two\",\"app_id\":\"a\",\"targets\":[]}],\"changed\":[],\"removed\":[\"/a.A/Three\"]}]}\n\n" +

@@ -42,7 +42,7 @@ def events(resp, conn):
                 etype, data = "", []
                 continue
             if line.startswith(":"):
-                continue  # a comment: the server's keepalive
+                continue  # a comment: the server's ping
             name, colon, value = line.partition(":")
             if colon and value.startswith(" "):
                 value = value[1:]
@@ -105,7 +105,7 @@ def follow(url, env, out, max_backoff):
             headers["Last-Event-ID"] = conn["id"]  # the tag we hold, from any replica
         delay = None
         try:
-            # No byte for 45 s (keepalives come every 15 s) means the connection is dead.
+            # No byte for 45 s (pings come every 15 s) means the connection is dead.
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=45) as resp:
                 if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     raise ValueError("not an event stream: %s" % resp.headers.get("Content-Type"))

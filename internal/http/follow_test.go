@@ -386,10 +386,10 @@ func TestEventStream(t *testing.T) {
 		}
 		checkEventData(t, srv, "/v1/envs/{env}/routes/events", w.events())
 		// Idle streams say so every 15 s.
-		time.Sleep(keepaliveInterval)
+		time.Sleep(pingInterval)
 		synctest.Wait()
 		if got := ofType(w.events(), ":"); len(got) == 0 {
-			t.Error("no keepalive comment after 15 s")
+			t.Error("no ping comment after 15 s")
 		}
 		// Meanwhile (at +10s) the other instances died too: a third change.
 		if got := metricValue(t, srv, "registry_api_stream_events_total", "change"); got != 3 {

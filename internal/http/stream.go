@@ -21,9 +21,9 @@ import (
 // reset and dropped.
 
 const (
-	// keepaliveInterval is how often an idle stream writes a comment, so
+	// pingInterval is how often an idle stream writes a comment, so
 	// that proxies keep the connection open.
-	keepaliveInterval = 15 * time.Second
+	pingInterval = 15 * time.Second
 	// streamWriteTimeout bounds each event's write; a client that takes
 	// longer is gone.
 	streamWriteTimeout = 10 * time.Second
@@ -179,8 +179,8 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 		}
 		sent := head.Revision
 
-		keepalive := time.NewTicker(keepaliveInterval)
-		defer keepalive.Stop()
+		ping := time.NewTicker(pingInterval)
+		defer ping.Stop()
 		for {
 			select {
 			case <-head.Changed:
@@ -189,8 +189,8 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 					return
 				}
 				sent = head.Revision
-			case <-keepalive.C:
-				s.buf = append(s.buf, keepaliveComment...)
+			case <-ping.C:
+				s.buf = append(s.buf, pingComment...)
 			case <-fl.drain:
 				s.reset("shutdown")
 				return
@@ -205,8 +205,8 @@ func handleRouteEvents(fl *following, all bool) http.HandlerFunc {
 }
 
 var (
-	retryLine        = []byte("retry: " + strconv.Itoa(reconnectMillis) + "\n\n")
-	keepaliveComment = []byte(": keepalive\n\n")
+	retryLine   = []byte("retry: " + strconv.Itoa(reconnectMillis) + "\n\n")
+	pingComment = []byte(": ping\n\n")
 )
 
 // stream writes a Server-Sent Events response. It holds no copy of what it

@@ -115,7 +115,7 @@ func runFollow(bin string, n, registrations int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("CPU at rest over 30 s (two keepalives per stream, polls go on): %.1f ms, %.1f µs per keepalive beyond no followers\n",
+	fmt.Printf("CPU at rest over 30 s (two pings per stream, polls go on): %.1f ms, %.1f µs per ping beyond no followers\n",
 		ms(cpu), float64((cpu-restCPU).Microseconds())/float64(2*n))
 	var lats [][]time.Duration
 	cpu, lats, err = registerAll(registrations, func(r int, start time.Time) ([]time.Duration, error) {
@@ -223,8 +223,8 @@ func report(c *http.Client, base string, pid int, what string, n int, idleRSS in
 	return nil
 }
 
-// atRest prints the replica's CPU over two keepalive intervals with nothing
-// changing: each stream writes two keepalive comments, polls go on, and
+// atRest prints the replica's CPU over two ping intervals with nothing
+// changing: each stream writes two ping comments, polls go on, and
 // nothing else of the followers' should run.
 func atRest(pid int) (time.Duration, error) {
 	const d = 30 * time.Second
