@@ -21,7 +21,7 @@ import (
 	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
@@ -110,8 +110,8 @@ func defaultConfig() Config {
 		MaxBodyBytes:       httpapi.DefaultMaxBodyBytes,
 		LogLineBytes:       defaultLogLineBytes,
 		LogFlushInterval:   defaultLogFlushInterval,
-		WriteBatchWindow:   registry.DefaultBatchWindow,
-		MaxConfigMapBytes:  registry.DefaultMaxConfigMapBytes,
+		WriteBatchWindow:   write.DefaultBatchWindow,
+		MaxConfigMapBytes:  write.DefaultMaxConfigMapBytes,
 		TokenAudiences:     []string{defaultServiceName},
 		MaxFollowers:       follow.DefaultMaxFollowers,
 		GCAfter:            upkeep.DefaultGCAfter,

@@ -33,7 +33,7 @@ import (
 
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
@@ -550,7 +550,7 @@ func TestIntegrationAPIServerLimits(t *testing.T) {
 		if !apierrors.IsInvalid(err) {
 			t.Fatalf("update with %d entries, %d bytes of values: %v, want 422 Invalid", len(full.Data), size, err)
 		}
-		if code := model.ErrorCode(registry.Classify(err)); code != model.CodeRegistryFull {
+		if code := model.ErrorCode(write.Classify(err)); code != model.CodeRegistryFull {
 			t.Errorf("Classify(%v) = %s, want %s", err, code, model.CodeRegistryFull)
 		}
 	})
@@ -590,7 +590,7 @@ func TestIntegrationAPIServerLimits(t *testing.T) {
 		if !apierrors.IsConflict(err) {
 			t.Fatalf("update with a stale resourceVersion: %v, want 409 Conflict", err)
 		}
-		if code := model.ErrorCode(registry.Classify(err)); code != model.CodeConflict {
+		if code := model.ErrorCode(write.Classify(err)); code != model.CodeConflict {
 			t.Errorf("Classify(%v) = %s, want %s", err, code, model.CodeConflict)
 		}
 	})
@@ -605,7 +605,7 @@ func TestIntegrationAPIServerLimits(t *testing.T) {
 			t.Fatalf("update with key %s/%d: %v, want 422 Invalid", n.app, n.lease, err)
 		}
 		// Invalid, but not for size: it must not read as a full registry.
-		if code := model.ErrorCode(registry.Classify(err)); code != model.CodeInvalid {
+		if code := model.ErrorCode(write.Classify(err)); code != model.CodeInvalid {
 			t.Errorf("Classify(%v) = %s, want %s", err, code, model.CodeInvalid)
 		}
 	})

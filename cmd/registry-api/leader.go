@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/acme/registry-api/internal/election"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
@@ -24,7 +24,7 @@ import (
 // memory store, a single process, it runs here, and only GC has anything to
 // do. It stops when ctx ends; the returned function stops it and waits.
 func startLeader(ctx context.Context, cfg settings, st store.Store, client kubernetes.Interface,
-	writer *registry.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
+	writer *write.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
 	opts := upkeep.Options{
 		ConfigMaps: st,
 		Writer:     writer,

@@ -23,7 +23,7 @@ import (
 	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/watch"
 )
@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 		go routeSync.Discover(ctx)
 	}
 	if !cfg.ReadOnly {
-		writer, err := registry.New(registry.Options{
+		writer, err := write.New(write.Options{
 			Store:             st,
 			Zone:              cfg.zone,
 			TTL:               cfg.TTL,

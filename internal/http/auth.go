@@ -6,7 +6,7 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // Values of WWW-Authenticate (RFC 6750): a missing credential gets the
@@ -58,7 +58,7 @@ const hdrWWWAuthenticate = "Www-Authenticate"
 
 // guard is the write policy applied to r's caller, on the copy of the entry
 // that the write replaces; nil when the server authenticates nobody.
-func (wd writeDeps) guard(r *http.Request, action auth.Action, namespace string) registry.Guard {
+func (wd writeDeps) guard(r *http.Request, action auth.Action, namespace string) write.Guard {
 	id, ok := identityFrom(r.Context())
 	if !ok {
 		if wd.authenticated {

@@ -18,7 +18,7 @@ import (
 	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
 )
 
@@ -83,12 +83,12 @@ type Deps struct {
 	RouteSync func() []routesync.KindStatus
 }
 
-// Writer is the write path the write API needs; *registry.Writer is one.
+// Writer is the write path the write API needs; *write.Writer is one.
 // Guards judge the entry a write would change, on the copy it replaces.
 type Writer interface {
-	Register(ctx context.Context, r registry.Registration, guards ...registry.Guard) (registry.Result, error)
-	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...registry.Guard) (registry.Result, error)
-	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...registry.Guard) error
+	Register(ctx context.Context, r write.Registration, guards ...write.Guard) (write.Result, error)
+	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...write.Guard) (write.Result, error)
+	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...write.Guard) error
 }
 
 // Authenticator tells who holds a bearer token; *auth.Authenticator is one.
@@ -98,7 +98,7 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Authenticator)(nil)
 
-var _ Writer = (*registry.Writer)(nil)
+var _ Writer = (*write.Writer)(nil)
 
 func (d *Deps) validate() error {
 	if d.Snapshots == nil {

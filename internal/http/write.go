@@ -19,7 +19,7 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // maxRegisterBody caps a registration's body: one instance's methods fit
@@ -148,7 +148,7 @@ func refuseWrites(routes chi.Routes) func(http.Handler) http.Handler {
 }
 
 // chooseNamespace picks the namespace a write to env goes to (see
-// registry.ChooseNamespace). Until every watched namespace has been read,
+// write.ChooseNamespace). Until every watched namespace has been read,
 // where an env lives is unknown, so writes wait like readiness does.
 func (wd writeDeps) chooseNamespace(r *http.Request, env string) (string, error) {
 	snap := current(wd.snaps)
@@ -166,7 +166,7 @@ func (wd writeDeps) chooseNamespace(r *http.Request, env string) (string, error)
 			requested = id.Namespace
 		}
 	}
-	return registry.ChooseNamespace(snap, env, requested, wd.namespace)
+	return write.ChooseNamespace(snap, env, requested, wd.namespace)
 }
 
 // writeFailure answers a failed write. A caller whose deadline passed may
@@ -227,7 +227,7 @@ func watches(snap *model.Snapshot, namespace string) bool {
 // returns the latter: the leader for a pod-bound token unless the request
 // asks for "client", the client otherwise. Without authentication nothing is
 // recorded, and nobody but the client can keep the entry alive.
-func recordRegistrant(ctx context.Context, reg *registry.Registration, keepalive string) (string, error) {
+func recordRegistrant(ctx context.Context, reg *write.Registration, keepalive string) (string, error) {
 	id, ok := identityFrom(ctx)
 	switch {
 	case keepalive == model.KeepalivePod && !ok:
@@ -260,23 +260,23 @@ func recordRegistrant(ctx context.Context, reg *registry.Registration, keepalive
 // already checked, and checks what the document cannot express. It returns
 // the requested keepalive apart: the registration records it only with the
 // caller's identity.
-func decodeRegistration(body io.Reader) (registry.Registration, string, error) {
+func decodeRegistration(body io.Reader) (write.Registration, string, error) {
 	var req registerRequest
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return registry.Registration{}, "", &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
+		return write.Registration{}, "", &model.Error{Code: model.CodeInvalid, Message: "request body is not a valid registration", Err: err}
 	}
 	lease, err := leaseIDOf(req.LeaseID)
 	if err != nil {
-		return registry.Registration{}, "", err
+		return write.Registration{}, "", err
 	}
 	methods, err := methodsOf(req.Methods)
 	if err != nil {
-		return registry.Registration{}, "", err
+		return write.Registration{}, "", err
 	}
 	if err := checkInternal(req.Network.Internal); err != nil {
-		return registry.Registration{}, "", err
+		return write.Registration{}, "", err
 	}
 	// The library writes how many gRPC services the server registered; each
 	// service contributes its methods, so their distinct services count them.
@@ -284,7 +284,7 @@ func decodeRegistration(body io.Reader) (registry.Registration, string, error) {
 	if req.ProtoCount != nil {
 		protoCount = *req.ProtoCount
 	}
-	return registry.Registration{
+	return write.Registration{
 		LeaseID:    lease,
 		Version:    req.Version,
 		Network:    model.Network{SN: req.Network.SN, Internal: req.Network.Internal, External: req.Network.External},

@@ -25,7 +25,7 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
@@ -94,7 +94,7 @@ type writeOptions struct {
 }
 
 // writeHarness is a server over a memory store holding the fixtures, with a
-// real registry.Writer and a watch.Poller over that store, wired as serve
+// real write.Writer and a watch.Poller over that store, wired as serve
 // wires them: the poller reads the Writer's writes at once.
 type writeHarness struct {
 	*harness
@@ -142,7 +142,7 @@ func newWriteHarness(t testing.TB, opts writeOptions) *writeHarness {
 		deps.WriteNamespace = "firefly"
 	}
 	if !opts.noWriter {
-		w, err := registry.New(registry.Options{
+		w, err := write.New(write.Options{
 			Store:             wh.store,
 			TTL:               10 * time.Second,
 			MaxConfigMapBytes: opts.maxBytes,
@@ -874,15 +874,15 @@ func TestReadYourWrites(t *testing.T) {
 // stubWriter answers every write with err.
 type stubWriter struct{ err error }
 
-func (s stubWriter) Register(context.Context, registry.Registration, ...registry.Guard) (registry.Result, error) {
-	return registry.Result{}, s.err
+func (s stubWriter) Register(context.Context, write.Registration, ...write.Guard) (write.Result, error) {
+	return write.Result{}, s.err
 }
 
-func (s stubWriter) Heartbeat(context.Context, string, string, string, int64, ...registry.Guard) (registry.Result, error) {
-	return registry.Result{}, s.err
+func (s stubWriter) Heartbeat(context.Context, string, string, string, int64, ...write.Guard) (write.Result, error) {
+	return write.Result{}, s.err
 }
 
-func (s stubWriter) Deregister(context.Context, string, string, string, int64, ...registry.Guard) error {
+func (s stubWriter) Deregister(context.Context, string, string, string, int64, ...write.Guard) error {
 	return s.err
 }
 

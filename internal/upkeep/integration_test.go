@@ -23,7 +23,7 @@ import (
 	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 )
 
@@ -136,7 +136,7 @@ func TestIntegrationLeaderKeepsPodEntriesAlive(t *testing.T) {
 		r := &rep{done: make(chan struct{})}
 		cs := replicaClient(t, s, &r.cut)
 		st := &store.Kube{Client: cs}
-		w, err := registry.New(registry.Options{Store: st, TTL: ttl})
+		w, err := write.New(write.Options{Store: st, TTL: ttl})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,7 @@
 // of pod-bound registrations to refresh while their pods run, which to
 // remove once their pods are gone, and which entries nobody has heartbeated
 // for long to remove (GC). It decides; the registry writer applies each
-// ConfigMap's plan in one conflict-checked write (registry.Writer.ApplyUpkeep),
+// ConfigMap's plan in one conflict-checked write (write.Writer.ApplyUpkeep),
 // judging every action again on the fresh copy. The election that picks the
 // leader is internal/election.
 package upkeep
@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // Defaults of Options.
@@ -44,12 +44,12 @@ type PodLister interface {
 	ListPods(ctx context.Context, namespace string) ([]corev1.Pod, error)
 }
 
-// EntryWriter applies upkeep actions; *registry.Writer is one.
+// EntryWriter applies upkeep actions; *write.Writer is one.
 type EntryWriter interface {
-	ApplyUpkeep(ctx context.Context, namespace, env string, actions []registry.UpkeepAction) ([]registry.UpkeepOutcome, error)
+	ApplyUpkeep(ctx context.Context, namespace, env string, actions []write.UpkeepAction) ([]write.UpkeepOutcome, error)
 }
 
-var _ EntryWriter = (*registry.Writer)(nil)
+var _ EntryWriter = (*write.Writer)(nil)
 
 // KubePods lists pods through the API server.
 type KubePods struct {
@@ -290,17 +290,17 @@ func (k *Keeper) observe(found []entry, now time.Time) {
 }
 
 // report logs every removal and counts what was done.
-func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Time) {
+func (k *Keeper) report(t target, applied []write.UpkeepOutcome, now time.Time) {
 	refreshed := 0
 	for _, o := range applied {
 		switch o.Kind {
-		case registry.KeepAlive:
+		case write.KeepAlive:
 			refreshed++
 			k.m.refreshed.Inc()
 			continue
-		case registry.RemoveStale:
+		case write.RemoveStale:
 			k.m.gcRemoved.Inc()
-		case registry.RemovePodGone:
+		case write.RemovePodGone:
 			k.m.podGoneRemoved.Inc()
 		}
 		ev := k.log.Info().Str("env", t.env).Str("namespace", t.namespace).Str("key", o.Key).
@@ -311,7 +311,7 @@ func (k *Keeper) report(t target, applied []registry.UpkeepOutcome, now time.Tim
 		} else if !o.RunDate.IsZero() {
 			ev = ev.Dur("age", now.Sub(o.RunDate).Truncate(time.Second))
 		}
-		if o.Kind == registry.RemovePodGone {
+		if o.Kind == write.RemovePodGone {
 			ev.Str("pod_uid", o.PodUID).Msg("removed registry entry: its pod is gone")
 		} else {
 			ev.Msg("removed registry entry: no heartbeat for longer than REGISTRY_GC_AFTER")
@@ -380,9 +380,9 @@ func compareTargets(a, b target) int {
 //     removed only if its value is still the same on the fresh copy.
 //
 // pods holds, per namespace that could be listed, its pods by name.
-func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, gcAfter time.Duration) map[target][]registry.UpkeepAction {
-	out := make(map[target][]registry.UpkeepAction)
-	add := func(e entry, a registry.UpkeepAction) {
+func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, gcAfter time.Duration) map[target][]write.UpkeepAction {
+	out := make(map[target][]write.UpkeepAction)
+	add := func(e entry, a write.UpkeepAction) {
 		t := target{e.namespace, e.env}
 		out[t] = append(out[t], a)
 	}
@@ -390,16 +390,16 @@ func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, 
 	for _, e := range found {
 		if e.pod != nil {
 			if byName, listed := pods[e.podNamespace]; listed {
-				kind := registry.RemovePodGone
+				kind := write.RemovePodGone
 				if running(byName[e.pod.Name], e.pod.UID) {
-					kind = registry.KeepAlive
+					kind = write.KeepAlive
 				}
-				add(e, registry.UpkeepAction{Kind: kind, Key: e.key, PodUID: e.pod.UID})
+				add(e, write.UpkeepAction{Kind: kind, Key: e.key, PodUID: e.pod.UID})
 				continue
 			}
 		}
 		if gcAfter > 0 && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
-			act := registry.UpkeepAction{Kind: registry.RemoveStale, Key: e.key, StaleBefore: staleBefore}
+			act := write.UpkeepAction{Kind: write.RemoveStale, Key: e.key, StaleBefore: staleBefore}
 			if e.ahead {
 				act.Value = e.raw
 			}
@@ -407,7 +407,7 @@ func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, 
 		}
 	}
 	for _, acts := range out {
-		slices.SortFunc(acts, func(a, b registry.UpkeepAction) int { return cmp.Compare(a.Key, b.Key) })
+		slices.SortFunc(acts, func(a, b write.UpkeepAction) int { return cmp.Compare(a.Key, b.Key) })
 	}
 	return out
 }

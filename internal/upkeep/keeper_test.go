@@ -21,7 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 )
 
@@ -123,7 +123,7 @@ func configMap(ns, env string, data map[string]string) corev1.ConfigMap {
 
 type fixture struct {
 	mem    *store.Memory
-	writer *registry.Writer
+	writer *write.Writer
 	pods   *fakePods
 	clock  *settableClock
 	reg    *prometheus.Registry
@@ -138,7 +138,7 @@ func newFixture(t *testing.T, gcAfter time.Duration, seed ...corev1.ConfigMap) *
 		t.Fatal(err)
 	}
 	f := &fixture{mem: mem, pods: &fakePods{}, clock: &settableClock{now: t0}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
-	f.writer, err = registry.New(registry.Options{Store: mem, Now: f.clock.Now,
+	f.writer, err = write.New(write.Options{Store: mem, Now: f.clock.Now,
 		Backoff: wait.Backoff{Steps: 5, Duration: time.Millisecond, Factor: 1.5, Jitter: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +434,7 @@ func TestPlan(t *testing.T) {
 	for _, tg := range []target{{"firefly", "prod"}, {"team-b", "qa"}} {
 		for _, a := range got[tg] {
 			lines = append(lines, fmt.Sprintf("%s/%s %s:%s", tg.namespace, tg.env, a.Kind, a.Key))
-			if a.Kind == registry.RemoveStale && !a.StaleBefore.Equal(now.Add(-gcAfter)) {
+			if a.Kind == write.RemoveStale && !a.StaleBefore.Equal(now.Add(-gcAfter)) {
 				t.Errorf("%s: StaleBefore %v", a.Key, a.StaleBefore)
 			}
 			// Only an unchanged value shows a future-dated entry stopped.
@@ -493,7 +493,7 @@ func TestRunning(t *testing.T) {
 
 func TestNewKeeperRejects(t *testing.T) {
 	mem, _ := store.NewMemory()
-	w, _ := registry.New(registry.Options{Store: mem})
+	w, _ := write.New(write.Options{Store: mem})
 	defer w.Close()
 	for _, o := range []Options{
 		{Writer: w, Namespaces: []string{"a"}},

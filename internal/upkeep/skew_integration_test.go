@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/registry"
+	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/watch"
 )
@@ -49,7 +49,7 @@ func TestIntegrationRunDateInFuture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := registry.New(registry.Options{Store: st, TTL: ttl, Now: clock.Now, OnWritten: poller.Apply})
+	w, err := write.New(write.Options{Store: st, TTL: ttl, Now: clock.Now, OnWritten: poller.Apply})
 	if err != nil {
 		t.Fatal(err)
 	}

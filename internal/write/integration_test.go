@@ -3,8 +3,8 @@
 // These tests need bin/kube-test-apiserver (`make kube-apiserver`); they fail,
 // never skip, without it:
 //
-//	go test -race -count=1 -tags integration -run Integration ./internal/registry/
-package registry
+//	go test -race -count=1 -tags integration -run Integration ./internal/write/
+package write
 
 import (
 	"fmt"

@@ -7,7 +7,7 @@
 // Options.OnWritten is the one edge against the flow API server -> poller ->
 // snapshot -> handlers: it hands each written ConfigMap to the poller
 // (watch.Poller.Apply), so that a replica reads its own writes at once.
-package registry
+package write
 
 import (
 	"context"
