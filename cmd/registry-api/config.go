@@ -21,11 +21,11 @@ import (
 	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
 	"github.com/acme/registry-api/internal/watch"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // Config is the whole configuration of the service. Its defaults are those of

@@ -33,10 +33,10 @@ import (
 
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // TestIntegrationReadPath runs serve against a real API server: what it

@@ -13,10 +13,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/acme/registry-api/internal/election"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // startLeader starts the leader's work: keeping pod-bound entries alive,

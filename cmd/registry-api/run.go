@@ -23,9 +23,9 @@ import (
 	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/watch"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".

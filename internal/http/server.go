@@ -18,8 +18,8 @@ import (
 	"github.com/acme/registry-api/internal/export"
 	"github.com/acme/registry-api/internal/follow"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/routesync"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // Deps is what the server needs; its zero values are safe except Snapshots.

@@ -25,10 +25,10 @@ import (
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/testkit"
 	"github.com/acme/registry-api/internal/watch"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // bigLease exceeds 2^53 and is odd, so a float64 anywhere on its way changes it.

@@ -23,8 +23,8 @@ import (
 	"github.com/acme/registry-api/internal/election"
 	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // Lease timings for a real, possibly busy API server: short, with room for

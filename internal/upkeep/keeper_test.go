@@ -21,8 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
+	"github.com/acme/registry-api/internal/write"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)

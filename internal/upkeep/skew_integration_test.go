@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/acme/registry-api/internal/model"
-	"github.com/acme/registry-api/internal/write"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/watch"
+	"github.com/acme/registry-api/internal/write"
 )
 
 // TestIntegrationRunDateInFuture runs a library instance whose process is in
