@@ -313,9 +313,13 @@ func EmptySnapshot(namespaces Watched) *Snapshot {
 
 // SyncedAt is the oldest last successful read among the watched namespaces:
 // the age of the least fresh data in the snapshot. Zero until all synced.
-func (s *Snapshot) SyncedAt() time.Time {
+func (s *Snapshot) SyncedAt() time.Time { return s.oldestSync(s.Namespaces) }
+
+// oldestSync is the oldest last successful read among namespaces; zero
+// until all of them synced.
+func (s *Snapshot) oldestSync(namespaces []string) time.Time {
 	var oldest time.Time
-	for _, ns := range s.Namespaces {
+	for _, ns := range namespaces {
 		t, ok := s.NamespaceSyncedAt[ns]
 		if !ok {
 			return time.Time{}
@@ -336,17 +340,7 @@ func (s *Snapshot) EnvSyncedAt(env *EnvIndex) time.Time {
 	if s.Namespaces.All() {
 		return s.NamespaceSyncedAt[""]
 	}
-	var oldest time.Time
-	for _, ns := range env.Namespaces {
-		t, ok := s.NamespaceSyncedAt[ns]
-		if !ok {
-			return time.Time{}
-		}
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
-		}
-	}
-	return oldest
+	return s.oldestSync(env.Namespaces)
 }
 
 // SnapshotSource hands out the current snapshot; it is what handlers depend on.
