@@ -63,6 +63,13 @@ func runPoll(bin string, d time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// The same list as a metadata client asks for it.
+	meta, err := cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/firefly/configmaps").
+		SetHeader("Accept", "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").
+		Param("resourceVersion", "0").DoRaw(ctx)
+	if err != nil {
+		return err
+	}
 
 	restCfg, err := srv.RESTConfig()
 	if err != nil {
@@ -78,8 +85,8 @@ func runPoll(bin string, d time.Duration) error {
 		return err
 	}
 
-	fmt.Printf("seed: %d envs x %d instances x %d methods per instance in namespace firefly; a LIST of it is %.1f MB of JSON\n",
-		envs, appsPerEnv*instancesPerApp, methodsPerApp, float64(len(list))/1e6)
+	fmt.Printf("seed: %d envs x %d instances x %d methods per instance in namespace firefly; a LIST of it is %.1f MB of JSON, its metadata alone %s of protobuf\n",
+		envs, appsPerEnv*instancesPerApp, methodsPerApp, float64(len(list))/1e6, byteSize(float64(len(meta))))
 	// The replica's poll interval, as it reads it: the default unless this
 	// tool's environment sets one, which comparing intervals does.
 	interval := 2 * time.Second
