@@ -220,11 +220,12 @@ func (p *Poller) knownVersions() map[string]string {
 	return known
 }
 
-// read lists the metadata of ns and reads the registry ConfigMaps whose
-// resourceVersion is not one the poller holds (or an older one: a lagging
-// watch cache behind this replica's own write). Few are read with a GET
-// each; when more than a quarter of them moved (a cold start, a busy
-// registry), one LIST costs fewer requests and not many more bytes.
+// read lists the metadata of ns and reads the registry ConfigMaps that the
+// poller does not hold, or holds at another resourceVersion than the listed
+// one, unless the listed one is older (a watch cache lagging behind this
+// replica's own write). Few are read with a GET each; when more than a
+// quarter of them moved (a cold start, a busy registry), one LIST is one
+// request instead of many, at the price of reading the unchanged ones too.
 func (p *Poller) read(ctx context.Context, ns string, known map[string]string) (*view, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ListTimeout)
 	defer cancel()
