@@ -86,6 +86,10 @@ loadtest: build ## Loopback load test with wrk (apt-get install wrk): registry-a
 followtest: build ## 1,000 streams of every env, then 1,000 blocked queries on GET /v1/routes, on one replica: memory, CPU at rest and per change, reach; gzip beside plain
 	$(GO) run ./tools/loadtest -bin $(BIN) -followers 1000
 
+.PHONY: polltest
+polltest: build kube-apiserver ## One idle replica's polls over a real API server holding the 10,000-instance seed: CPU and bytes per poll, at rest and with one ConfigMap written per poll
+	$(GO) run ./tools/loadtest -bin $(BIN) -poll 60s
+
 .PHONY: hostiletest
 hostiletest: build ## Hostile load on one replica over the 10,000-instance seed: peak memory (sizes the deployment's limit)
 	$(GO) run ./tools/loadtest -bin $(BIN) -hostile 30s

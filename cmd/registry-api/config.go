@@ -35,8 +35,8 @@ type Config struct {
 	Store            string        `envconfig:"REGISTRY_STORE" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
 	Seed             string        `envconfig:"REGISTRY_SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
 	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
-	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" desc:"comma-separated namespaces to watch; * watches all through one cluster-wide LIST"`
-	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" desc:"interval between LISTs of the registry ConfigMaps"`
+	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" desc:"comma-separated namespaces to watch; * watches all, polled with one cluster-wide LIST of metadata"`
+	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" desc:"interval between polls of the registry ConfigMaps (a LIST of their metadata; only those that changed are read)"`
 	TTL              time.Duration `envconfig:"REGISTRY_TTL" desc:"a node is alive while now - run_date <= TTL"`
 	RunDateZone      string        `envconfig:"REGISTRY_RUN_DATE_ZONE" desc:"time zone in which run_date values without a zone are read"`
 	MaxClockSkew     time.Duration `envconfig:"REGISTRY_MAX_CLOCK_SKEW" desc:"a run_date further ahead of this clock is reported (run_date_in_future), and the entry's liveness counts from when its value last changed"`

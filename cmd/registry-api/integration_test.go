@@ -181,48 +181,105 @@ func TestIntegrationReadPath(t *testing.T) {
 		}
 	})
 
-	t.Run("LIST asks the watch cache", func(t *testing.T) {
+	t.Run("polls list metadata from the watch cache and read only what moved", func(t *testing.T) {
 		restCfg, err := srv.RESTConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec := &requestRecorder{}
 		restCfg.Wrap(rec.wrap)
-		client, err := kubernetes.NewForConfig(restCfg)
+		kube, err := store.NewKube(restCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		kube := &store.Kube{Client: client}
-		for _, namespaces := range [][]string{{nsA, nsB}, {""}} {
-			p, err := watch.New(kube, watch.Options{Namespaces: namespaces, Interval: interval, TTL: itestTTL, Log: zerolog.Nop()})
-			if err != nil {
-				t.Fatal(err)
-			}
+		// nsC, which serve does not watch, takes this test's writes: serve's
+		// own parse counts are checked next.
+		p, err := watch.New(kube, watch.Options{Namespaces: []string{nsA, nsC}, Interval: interval, TTL: itestTTL, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll := func() []string {
+			rec.reset()
 			p.Poll(t.Context())
-			p.Poll(t.Context())
-			snap := p.Snapshot()
-			if !snap.Ready() || snap.Envs["prod"] == nil {
-				t.Fatalf("poller over %q: not synced, or no prod env", namespaces)
+			return describeRequests(rec.requests())
+		}
+		metaA, metaC := "LIST metadata /api/v1/namespaces/"+nsA+"/configmaps?resourceVersion=0",
+			"LIST metadata /api/v1/namespaces/"+nsC+"/configmaps?resourceVersion=0"
+		// A GET of one object asks etcd (no resourceVersion): it is at least
+		// as new as the metadata listed.
+		getC := func(name string) string { return "GET /api/v1/namespaces/" + nsC + "/configmaps/" + name }
+		check := func(what string, got, want []string) {
+			t.Helper()
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: requests\n%s\nwant\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 		}
-		reqs := rec.requests()
-		wantPaths := []string{
-			"/api/v1/namespaces/" + nsA + "/configmaps", "/api/v1/namespaces/" + nsB + "/configmaps",
-			"/api/v1/namespaces/" + nsA + "/configmaps", "/api/v1/namespaces/" + nsB + "/configmaps",
-			"/api/v1/configmaps", "/api/v1/configmaps",
+		// Each namespace holds one registry ConfigMap, new to the poller:
+		// one GET each. app-settings in nsA is never read.
+		check("first poll", poll(), []string{metaA, "GET /api/v1/namespaces/" + nsA + "/configmaps/ff-registry-prod", metaC, getC("ff-registry-prod")})
+		for i := range 3 {
+			check("poll at rest "+strconv.Itoa(i+1), poll(), []string{metaA, metaC})
 		}
-		var paths []string
-		for _, r := range reqs {
-			paths = append(paths, r.URL.Path)
-			if r.Method != http.MethodGet {
-				t.Errorf("%s %s: the poller only LISTs", r.Method, r.URL)
+
+		// The watch cache serves the lists, and may be a moment behind a
+		// write: poll until one sees it.
+		afterWrite := func(what string, want []string) {
+			t.Helper()
+			var got []string
+			testkit.WaitFor(t, 5*time.Second, what, func() (bool, string) {
+				got = poll()
+				return len(got) > 2, strings.Join(got, ", ")
+			})
+			check(what, got, want)
+		}
+		another := newNode("prod", "user-service", "v9", login)
+		editConfigMap(t, cs, nsC, "ff-registry-prod", func(d map[string]string) { d[another.key()] = another.value() })
+		afterWrite("a registration", []string{metaA, metaC, getC("ff-registry-prod")})
+		if got := p.Snapshot().Envs["prod"].Apps["user-service"]; got == nil || !slices.ContainsFunc(got.Nodes, func(n *model.Node) bool {
+			return n.LeaseID == another.lease
+		}) {
+			t.Errorf("instance %d is not in the snapshot: %+v", another.lease, got)
+		}
+		check("poll at rest after it", poll(), []string{metaA, metaC})
+
+		dev := newNode("dev", "user-service", "v1", login)
+		createConfigMap(t, cs, nsC, "ff-registry-dev", entries(dev))
+		afterWrite("a new env", []string{metaA, metaC, getC("ff-registry-dev")})
+		if p.Snapshot().Envs["dev"] == nil {
+			t.Error("the new env dev is not served")
+		}
+		if err := cs.CoreV1().ConfigMaps(nsC).Delete(t.Context(), "ff-registry-dev", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 5*time.Second, "the deleted env gone", func() (bool, string) {
+			got := poll()
+			check("polls after a delete", got, []string{metaA, metaC})
+			return p.Snapshot().Envs["dev"] == nil, "dev still served"
+		})
+
+		// All namespaces: one cluster-wide metadata LIST; what follows
+		// depends on the other tests sharing the API server, but is only
+		// ever GETs of registry ConfigMaps or one cluster-wide LIST.
+		all, err := watch.New(kube, watch.Options{Namespaces: []string{""}, Interval: interval, TTL: itestTTL, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			rec.reset()
+			all.Poll(t.Context())
+			got := describeRequests(rec.requests())
+			if len(got) == 0 || got[0] != "LIST metadata /api/v1/configmaps?resourceVersion=0" {
+				t.Fatalf("all namespaces, poll %d: %q, want a cluster-wide metadata LIST first", i+1, got)
 			}
-			if q := r.URL.Query(); q.Get("resourceVersion") != "0" || !q.Has("resourceVersion") {
-				t.Errorf("LIST %s without resourceVersion=0: a quorum read of etcd on every poll", r.URL)
+			for _, r := range got[1:] {
+				if r != "LIST /api/v1/configmaps?resourceVersion=0" &&
+					!(strings.HasPrefix(r, "GET /api/v1/namespaces/") && strings.Contains(r, "/configmaps/ff-registry-")) {
+					t.Errorf("all namespaces, poll %d: %s", i+1, r)
+				}
 			}
 		}
-		if !slices.Equal(paths, wantPaths) {
-			t.Errorf("requests = %q, want %q", paths, wantPaths)
+		if prod := all.Snapshot().Envs["prod"]; prod == nil || !slices.Contains(prod.Namespaces, nsC) {
+			t.Errorf("all namespaces: prod = %+v, want it in %s too", prod, nsC)
 		}
 	})
 
@@ -306,6 +363,33 @@ func (r *requestRecorder) requests() []*http.Request {
 	return slices.Clone(r.reqs)
 }
 
+func (r *requestRecorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = nil
+}
+
+// describeRequests names each request to the API server: its kind (LIST,
+// LIST metadata for a PartialObjectMetadataList, GET of one object, or the
+// method), its path and query.
+func describeRequests(reqs []*http.Request) []string {
+	out := make([]string, len(reqs))
+	for i, r := range reqs {
+		kind := r.Method
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/configmaps") {
+			kind = "LIST"
+			if strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadataList") {
+				kind = "LIST metadata"
+			}
+		}
+		out[i] = kind + " " + r.URL.Path
+		if r.URL.RawQuery != "" {
+			out[i] += "?" + r.URL.RawQuery
+		}
+	}
+	return out
+}
+
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -344,7 +428,15 @@ func TestIntegrationOutage(t *testing.T) {
 		// only the poller's own timeout ends each LIST.
 		const listTimeout = time.Second
 		var pollLogs testkit.Buffer
-		p, err := watch.New(&store.Kube{Client: cs}, watch.Options{
+		restCfg, err := srv.RESTConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kube, err := store.NewKube(restCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := watch.New(kube, watch.Options{
 			Namespaces: namespaces, Interval: interval, ListTimeout: listTimeout, TTL: itestTTL, Log: zerolog.New(&pollLogs),
 		})
 		if err != nil {

@@ -243,11 +243,11 @@ func openStore(ctx context.Context, cfg settings, log zerolog.Logger) (store.Sto
 	// path: every write is a Get and an Update, and every instance heartbeats
 	// each TTL/2. The API server's priority and fairness guards it instead.
 	restCfg.QPS, restCfg.Burst = kubeQPS, kubeBurst
-	client, err := kubernetes.NewForConfig(restCfg)
+	kube, err := store.NewKube(restCfg)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, nil, err
 	}
-	return &store.Kube{Client: client}, client, restCfg, nil
+	return kube, kube.Client, restCfg, nil
 }
 
 // kubeConfig finds API server credentials: in-cluster inside a pod, else a

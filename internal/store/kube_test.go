@@ -1,9 +1,14 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -176,5 +182,73 @@ func TestKubeErrorsWrapped(t *testing.T) {
 				t.Errorf("errors.As(%v) did not find the API server's error", err)
 			}
 		})
+	}
+}
+
+// ListMeta asks the API server for the metadata alone, from the watch cache:
+// its answer names every ConfigMap with its resourceVersion and no data.
+func TestKubeListMeta(t *testing.T) {
+	var mu sync.Mutex
+	var reqs []*http.Request
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, r.Clone(context.Background()))
+		mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/forbidden/configmaps") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,"message":"RBAC says no"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"40"},"items":[`+
+			`{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"ff-registry-prod","namespace":"firefly","resourceVersion":"31"}},`+
+			`{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"other","namespace":"firefly","resourceVersion":"12"}}]}`)
+	}))
+	defer api.Close()
+	k, err := NewKube(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ ns, path string }{
+		{"firefly", "/api/v1/namespaces/firefly/configmaps"},
+		{"", "/api/v1/configmaps"},
+	} {
+		mu.Lock()
+		reqs = nil
+		mu.Unlock()
+		list, err := k.ListMeta(t.Context(), tt.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if list.ResourceVersion != "40" || len(list.Items) != 2 ||
+			list.Items[0].Name != "ff-registry-prod" || list.Items[0].ResourceVersion != "31" {
+			t.Errorf("ListMeta(%q) = %+v", tt.ns, list)
+		}
+		mu.Lock()
+		if len(reqs) != 1 {
+			t.Fatalf("ListMeta(%q) made %d requests", tt.ns, len(reqs))
+		}
+		r := reqs[0]
+		mu.Unlock()
+		if r.Method != http.MethodGet || r.URL.Path != tt.path {
+			t.Errorf("ListMeta(%q) asked %s %s, want GET %s", tt.ns, r.Method, r.URL.Path, tt.path)
+		}
+		// Served from the API server's watch cache, not a quorum read.
+		if q := r.URL.Query(); !q.Has("resourceVersion") || q.Get("resourceVersion") != "0" {
+			t.Errorf("ListMeta(%q) query %q, want resourceVersion=0", tt.ns, r.URL.RawQuery)
+		}
+		if accept := r.Header.Get("Accept"); !strings.Contains(accept, "as=PartialObjectMetadataList") {
+			t.Errorf("ListMeta(%q) Accept %q does not ask for metadata only", tt.ns, accept)
+		}
+	}
+
+	_, err = k.ListMeta(t.Context(), "forbidden")
+	if !apierrors.IsForbidden(err) || !strings.HasPrefix(err.Error(), "list configmap metadata in namespace forbidden: ") {
+		t.Errorf("ListMeta refused: %v, want a Forbidden naming the namespace", err)
+	}
+
+	if _, err := (&Kube{Client: k.Client}).ListMeta(t.Context(), "firefly"); err == nil {
+		t.Error("ListMeta without a metadata client did not fail")
 	}
 }

@@ -56,10 +56,40 @@ func (m *Memory) List(ctx context.Context, namespace string) (*corev1.ConfigMapL
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]corev1.ConfigMap, 0, len(m.objs))
+	found := m.sorted(namespace)
+	list := &corev1.ConfigMapList{Items: make([]corev1.ConfigMap, len(found))}
+	for i, cm := range found {
+		cm.DeepCopyInto(&list.Items[i])
+	}
+	list.ResourceVersion = strconv.FormatInt(m.rv, 10)
+	return list, nil
+}
+
+// ListMeta is List with the metadata only, as the API server answers a
+// request for PartialObjectMetadataList.
+func (m *Memory) ListMeta(ctx context.Context, namespace string) (*metav1.PartialObjectMetadataList, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	found := m.sorted(namespace)
+	list := &metav1.PartialObjectMetadataList{Items: make([]metav1.PartialObjectMetadata, len(found))}
+	for i, cm := range found {
+		list.Items[i].TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
+		cm.ObjectMeta.DeepCopyInto(&list.Items[i].ObjectMeta)
+	}
+	list.ResourceVersion = strconv.FormatInt(m.rv, 10)
+	return list, nil
+}
+
+// sorted returns the stored ConfigMaps of namespace ("" for all), by
+// namespace and name; m.mu is held.
+func (m *Memory) sorted(namespace string) []*corev1.ConfigMap {
+	out := make([]*corev1.ConfigMap, 0, len(m.objs))
 	for _, cm := range m.objs {
 		if namespace == "" || cm.Namespace == namespace {
-			out = append(out, *cm.DeepCopy())
+			out = append(out, cm)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -68,9 +98,7 @@ func (m *Memory) List(ctx context.Context, namespace string) (*corev1.ConfigMapL
 		}
 		return out[i].Name < out[j].Name
 	})
-	list := &corev1.ConfigMapList{Items: out}
-	list.ResourceVersion = strconv.FormatInt(m.rv, 10)
-	return list, nil
+	return out
 }
 
 // Get returns a copy of one ConfigMap.
@@ -129,6 +157,24 @@ func (m *Memory) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.Conf
 		return cur.DeepCopy(), nil
 	}
 	return m.put(k, cm), nil
+}
+
+// Delete removes a ConfigMap, as kubectl delete does. registry-api never
+// deletes one (it is not part of Store); tests and demos do.
+func (m *Memory) Delete(ctx context.Context, namespace, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := objKey(namespace, name)
+	if _, ok := m.objs[k]; !ok {
+		return apierrors.NewNotFound(configMapResource, name)
+	}
+	delete(m.objs, k)
+	// A deletion is a change: later lists are read after it.
+	m.rv++
+	return nil
 }
 
 func unchanged(cur, next *corev1.ConfigMap) bool {

@@ -50,6 +50,11 @@ func mustGet(t testing.TB, s Store, ns, name string) *corev1.ConfigMap {
 	return cm
 }
 
+func listVersion(t testing.TB, l *corev1.ConfigMapList) int64 {
+	t.Helper()
+	return rv(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{ResourceVersion: l.ResourceVersion}})
+}
+
 func names(cms []corev1.ConfigMap) []string {
 	out := make([]string, len(cms))
 	for i, cm := range cms {
@@ -139,6 +144,63 @@ func TestMemoryList(t *testing.T) {
 				t.Errorf("List(%q) item %s/%s = %+v", tt.ns, cm.Namespace, cm.Name, cm)
 			}
 		}
+	}
+}
+
+// ListMeta is List without the data: the same names in the same order, each
+// with its resourceVersion, at the same version of the store.
+func TestMemoryListMeta(t *testing.T) {
+	ctx := t.Context()
+	m := newMemory(t, *configMap("b", "y", map[string]string{"k": "1"}), *configMap("a", "z", map[string]string{"k": "2"}),
+		*configMap("b", "x", nil))
+	for _, ns := range []string{"", "b", "missing"} {
+		full, err := m.List(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta, err := m.ListMeta(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta.ResourceVersion != full.ResourceVersion || len(meta.Items) != len(full.Items) {
+			t.Fatalf("ListMeta(%q) = %d items at %q, List = %d at %q", ns, len(meta.Items), meta.ResourceVersion,
+				len(full.Items), full.ResourceVersion)
+		}
+		for i, item := range meta.Items {
+			if !reflect.DeepEqual(item.ObjectMeta, full.Items[i].ObjectMeta) {
+				t.Errorf("ListMeta(%q)[%d] = %+v, want %+v", ns, i, item.ObjectMeta, full.Items[i].ObjectMeta)
+			}
+		}
+	}
+	// The metadata is a copy too.
+	meta, _ := m.ListMeta(ctx, "a")
+	meta.Items[0].ResourceVersion = "999"
+	if got := mustGet(t, m, "a", "z"); got.ResourceVersion == "999" {
+		t.Error("ListMeta handed out the store's own metadata")
+	}
+}
+
+// Delete removes a ConfigMap under a new version of the store, so that a
+// list read after it is newer than every object it lacks.
+func TestMemoryDelete(t *testing.T) {
+	ctx := t.Context()
+	m := newMemory(t, *configMap("a", "x", nil), *configMap("a", "y", nil))
+	before, _ := m.List(ctx, "")
+	if err := m.Delete(ctx, "a", "x"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := m.List(ctx, "")
+	if n := names(after.Items); !reflect.DeepEqual(n, []string{"a/y"}) {
+		t.Errorf("after Delete, List = %q", n)
+	}
+	if a, b := listVersion(t, after), listVersion(t, before); a <= b {
+		t.Errorf("list version after Delete = %d, before = %d: want newer", a, b)
+	}
+	if _, err := m.Get(ctx, "a", "x"); !apierrors.IsNotFound(err) {
+		t.Errorf("Get after Delete: %v, want NotFound", err)
+	}
+	if err := m.Delete(ctx, "a", "x"); !apierrors.IsNotFound(err) {
+		t.Errorf("Delete of a missing ConfigMap: %v, want NotFound", err)
 	}
 }
 
@@ -446,7 +508,9 @@ func TestMemoryCanceledContext(t *testing.T) {
 	cm := configMap("ns", "cm", nil)
 	errs := map[string]error{}
 	_, errs["list"] = m.List(ctx, "")
+	_, errs["list metadata"] = m.ListMeta(ctx, "")
 	_, errs["get"] = m.Get(ctx, "ns", "cm")
+	errs["delete"] = m.Delete(ctx, "ns", "cm")
 	_, errs["create"] = m.Create(ctx, configMap("ns", "new", nil))
 	_, errs["update"] = m.Update(ctx, cm)
 	for op, err := range errs {

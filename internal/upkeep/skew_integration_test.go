@@ -29,7 +29,7 @@ import (
 // The clock is injected: the API server stores run_date as text and never
 // reads it, so time only passes where the test says.
 func TestIntegrationRunDateInFuture(t *testing.T) {
-	_, admin := startAPIServer(t)
+	srv, admin := startAPIServer(t)
 	ctx := t.Context()
 	const (
 		ns, env = "skew-itest", "prod"
@@ -42,7 +42,14 @@ func TestIntegrationRunDateInFuture(t *testing.T) {
 	}
 
 	clock := &settableClock{now: time.Date(2026, 11, 26, 13, 55, 43, 0, time.UTC)}
-	st := &store.Kube{Client: admin}
+	restCfg, err := srv.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.NewKube(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	poller, err := watch.New(st, watch.Options{Namespaces: []string{ns}, TTL: ttl, Now: clock.Now, Log: zerolog.Nop(), Registerer: reg,
 		Parse: model.ParseOptions{Zone: time.UTC, MaxClockSkew: time.Minute}})

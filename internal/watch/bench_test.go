@@ -13,12 +13,14 @@ import (
 	"github.com/acme/registry-api/internal/model"
 )
 
-// staticLister serves prepared ConfigMaps without copying, so that the
-// benchmarks measure the poller, not a fake API server.
+// staticLister holds prepared ConfigMaps, served without copying (reader),
+// so that the benchmarks measure the poller, not a fake API server.
 type staticLister struct{ items []corev1.ConfigMap }
 
-func (s *staticLister) List(context.Context, string) (*corev1.ConfigMapList, error) {
-	return &corev1.ConfigMapList{Items: s.items}, nil
+func (s *staticLister) reader() Reader {
+	return served(func(context.Context, string) (*corev1.ConfigMapList, error) {
+		return &corev1.ConfigMapList{Items: s.items}, nil
+	})
 }
 
 const (
@@ -51,9 +53,9 @@ func benchRegistry() *staticLister {
 	return l
 }
 
-func newBenchPoller(b *testing.B, l Lister) *Poller {
+func newBenchPoller(b *testing.B, l *staticLister) *Poller {
 	b.Helper()
-	p, err := New(l, Options{Namespaces: []string{"firefly"}, Log: zerolog.Nop(), Now: func() time.Time { return baseTime }})
+	p, err := New(l.reader(), Options{Namespaces: []string{"firefly"}, Log: zerolog.Nop(), Now: func() time.Time { return baseTime }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,12 +17,12 @@ func newMetrics(reg prometheus.Registerer, p *Poller) (*metrics, error) {
 	m := &metrics{
 		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "registry_api_poll_duration_seconds",
-			Help:    "Time to LIST the registry ConfigMaps of every watched namespace.",
+			Help:    "Time to read the registry ConfigMaps of every watched namespace: the LIST of their metadata, and the ConfigMaps that changed.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		pollErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "registry_api_poll_errors_total",
-			Help: "Failed LISTs of registry ConfigMaps, by namespace (* for all).",
+			Help: "Failed reads of registry ConfigMaps, by namespace (* for all).",
 		}, []string{"namespace"}),
 		entriesParsed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "registry_api_entries_parsed_total",
@@ -54,7 +54,7 @@ var (
 	snapshotAgeDesc = prometheus.NewDesc("registry_api_snapshot_age_seconds",
 		"Seconds since the oldest watched namespace was last read successfully.", nil, nil)
 	lastSyncDesc = prometheus.NewDesc("registry_api_last_sync_timestamp_seconds",
-		"Unix time of the last successful LIST, by namespace (* for all).", []string{"namespace"}, nil)
+		"Unix time of the last successful read, by namespace (* for all).", []string{"namespace"}, nil)
 	entriesDesc = prometheus.NewDesc("registry_api_entries",
 		"Registry entries by env and state: alive, stale, invalid, warning.", []string{"env", "state"}, nil)
 	conflictsDesc = prometheus.NewDesc("registry_api_method_conflicts",

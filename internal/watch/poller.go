@@ -1,6 +1,8 @@
 // Package watch polls the registry ConfigMaps of every watched namespace and
 // publishes an immutable model.Snapshot after each change. It is the only
-// writer of the index; readers load the current snapshot atomically.
+// writer of the index; readers load the current snapshot atomically. A poll
+// lists the ConfigMaps' metadata and reads only those whose resourceVersion
+// moved, so that a poll at rest costs names and versions, not entries.
 //
 // Data flows one way, API server -> poller -> snapshot -> handlers, with one
 // back edge: Apply takes a ConfigMap this replica has just written (the
@@ -23,13 +25,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/acme/registry-api/internal/model"
 )
 
-// Lister is the part of the store the poller needs.
-type Lister interface {
+// Reader is the part of the store the poller needs: every poll lists the
+// metadata, then reads the registry ConfigMaps that changed, each with Get or
+// all with one List.
+type Reader interface {
+	ListMeta(ctx context.Context, namespace string) (*metav1.PartialObjectMetadataList, error)
 	List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
+	Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
 }
 
 // DefaultInterval is the time between polls: a registration made on
@@ -43,9 +51,10 @@ type Options struct {
 	Namespaces model.Watched
 	// Interval between polls; default 2s.
 	Interval time.Duration
-	// ListTimeout bounds each LIST; default 10s. Without it an API server
-	// that accepts connections but does not answer blocks polling until
-	// client-go's HTTP/2 health check gives up, with nothing logged or
+	// ListTimeout bounds the reading of each namespace in a poll (its LIST
+	// of metadata and the reads that follow); default 10s. Without it an API
+	// server that accepts connections but does not answer blocks polling
+	// until client-go's HTTP/2 health check gives up, with nothing logged or
 	// counted and no other namespace read meanwhile.
 	ListTimeout time.Duration
 	// TTL is the liveness window, used for the entries-by-state metrics.
@@ -94,9 +103,9 @@ type parsedEntry struct {
 	entry model.Entry
 }
 
-// Poller turns periodic LISTs into snapshots.
+// Poller turns periodic polls of the API server into snapshots.
 type Poller struct {
-	store Lister
+	store Reader
 	opts  Options
 	log   zerolog.Logger
 	m     *metrics
@@ -116,7 +125,7 @@ type Poller struct {
 var _ model.SnapshotNotifier = (*Poller)(nil)
 
 // New returns a Poller that has published an empty, not yet ready snapshot.
-func New(store Lister, opts Options) (*Poller, error) {
+func New(store Reader, opts Options) (*Poller, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -164,13 +173,14 @@ func (p *Poller) Run(ctx context.Context) {
 	}
 }
 
-// Poll lists every watched namespace once and publishes a new snapshot. A
-// namespace whose LIST fails keeps its last good data.
+// Poll reads every watched namespace once and publishes a new snapshot. A
+// namespace whose reading fails keeps its last good data.
 func (p *Poller) Poll(ctx context.Context) {
 	start := time.Now()
-	results := make(map[string]*corev1.ConfigMapList, len(p.opts.Namespaces))
+	known := p.knownVersions()
+	results := make(map[string]*view, len(p.opts.Namespaces))
 	for _, ns := range p.opts.Namespaces {
-		list, err := p.list(ctx, ns)
+		v, err := p.read(ctx, ns, known)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -179,7 +189,7 @@ func (p *Poller) Poll(ctx context.Context) {
 			continue
 		}
 		p.recordSuccess(ns)
-		results[ns] = list
+		results[ns] = v
 	}
 	p.m.pollDuration.Observe(time.Since(start).Seconds())
 
@@ -187,17 +197,93 @@ func (p *Poller) Poll(ctx context.Context) {
 	defer p.mu.Unlock()
 	now := p.opts.Now()
 	dirty := make(map[string]struct{})
-	for ns, list := range results {
-		p.syncNamespace(ns, list, now, dirty)
+	for ns, v := range results {
+		p.syncNamespace(ns, v, now, dirty)
 		p.syncedAt[ns] = now
 	}
 	p.rebuild(dirty)
 }
 
-func (p *Poller) list(ctx context.Context, ns string) (*corev1.ConfigMapList, error) {
+// view is one poll's reading of a namespace: the registry ConfigMaps present
+// at the list's resourceVersion, and the objects of those that moved.
+type view struct {
+	resourceVersion string
+	present         map[string]struct{} // by stateKey
+	changed         []*corev1.ConfigMap
+}
+
+// knownVersions returns the resourceVersion of every ConfigMap the poller
+// holds, by stateKey.
+func (p *Poller) knownVersions() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	known := make(map[string]string, len(p.configMaps))
+	for k, st := range p.configMaps {
+		known[k] = st.resourceVersion
+	}
+	return known
+}
+
+// read lists the metadata of ns and reads the registry ConfigMaps that the
+// poller does not hold, or holds at another resourceVersion than the listed
+// one, unless the listed one is older (a watch cache lagging behind this
+// replica's own write). Few are read with a GET each; when more than a
+// quarter of them moved (a cold start, a busy registry), one LIST is one
+// request instead of many, at the price of reading the unchanged ones too.
+func (p *Poller) read(ctx context.Context, ns string, known map[string]string) (*view, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ListTimeout)
 	defer cancel()
-	return p.store.List(ctx, ns)
+	meta, err := p.store.ListMeta(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	v := &view{resourceVersion: meta.ResourceVersion, present: make(map[string]struct{})}
+	var moved []*metav1.ObjectMeta
+	for i := range meta.Items {
+		m := &meta.Items[i].ObjectMeta
+		if _, ok := model.EnvFromConfigMapName(m.Name); !ok {
+			continue
+		}
+		k := stateKey(m.Namespace, m.Name)
+		v.present[k] = struct{}{}
+		if rv, ok := known[k]; ok && (rv == m.ResourceVersion || olderThan(m.ResourceVersion, rv)) {
+			continue
+		}
+		moved = append(moved, m)
+	}
+	if len(moved) > max(1, len(v.present)/4) {
+		list, err := p.store.List(ctx, ns)
+		if err != nil {
+			return nil, err
+		}
+		return viewOfList(list), nil
+	}
+	for _, m := range moved {
+		cm, err := p.store.Get(ctx, m.Namespace, m.Name)
+		if apierrors.IsNotFound(err) {
+			// Deleted since the list: absent, as a later list would say.
+			delete(v.present, stateKey(m.Namespace, m.Name))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		v.changed = append(v.changed, cm)
+	}
+	return v, nil
+}
+
+func viewOfList(list *corev1.ConfigMapList) *view {
+	v := &view{resourceVersion: list.ResourceVersion, present: make(map[string]struct{})}
+	for i := range list.Items {
+		cm := &list.Items[i]
+		if _, ok := model.EnvFromConfigMapName(cm.Name); !ok {
+			continue
+		}
+		v.present[stateKey(cm.Namespace, cm.Name)] = struct{}{}
+		v.changed = append(v.changed, cm)
+	}
+	return v
 }
 
 // Apply folds a ConfigMap that the API server just returned into the index at
@@ -242,29 +328,22 @@ func (p *Poller) recordSuccess(ns string) {
 	}
 }
 
-// syncNamespace reconciles the remembered ConfigMaps of ns with a LIST result.
+// syncNamespace reconciles the remembered ConfigMaps of ns with a view of it.
 // A remembered ConfigMap the list lacks is gone, unless the poller knows it at
 // a resourceVersion newer than the list's: then it was written by this
 // replica (Apply) after the list's view, either while the LIST was in flight
 // or ahead of the API server's watch cache, and dropping it would hide the
 // replica's own write until the next poll.
-func (p *Poller) syncNamespace(ns string, list *corev1.ConfigMapList, now time.Time, dirty map[string]struct{}) {
-	items := list.Items
-	seen := make(map[string]struct{}, len(items))
-	for i := range items {
-		cm := &items[i]
-		env, ok := model.EnvFromConfigMapName(cm.Name)
-		if !ok {
-			continue
-		}
-		seen[stateKey(cm.Namespace, cm.Name)] = struct{}{}
+func (p *Poller) syncNamespace(ns string, v *view, now time.Time, dirty map[string]struct{}) {
+	for _, cm := range v.changed {
+		env, _ := model.EnvFromConfigMapName(cm.Name)
 		p.ingest(cm, env, now, dirty)
 	}
 	for k, st := range p.configMaps {
 		if ns != "" && st.namespace != ns {
 			continue
 		}
-		if _, ok := seen[k]; !ok && !olderThan(list.ResourceVersion, st.resourceVersion) {
+		if _, ok := v.present[k]; !ok && !olderThan(v.resourceVersion, st.resourceVersion) {
 			delete(p.configMaps, k)
 			dirty[st.env] = struct{}{}
 		}

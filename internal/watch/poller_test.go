@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,11 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/store"
 )
 
@@ -39,21 +40,87 @@ func configMap(ns, name, rv string, data map[string]string) *corev1.ConfigMap {
 	}
 }
 
-type fixture struct {
-	client *fake.Clientset
-	poller *Poller
-	logs   *bytes.Buffer
-	lists  []metav1.ListOptions
+// counting is a memory store that records the poller's reads, and fails
+// them while fail is set.
+type counting struct {
+	*store.Memory
+	mu                     sync.Mutex
+	metaLists, lists, gets []string // namespaces listed, namespace/name read
+	fail                   error
+	// beforeGet runs before each Get reads the store; an error fails it.
+	beforeGet func(namespace, name string) error
 }
 
-func newFixture(t *testing.T, namespaces []string, objs ...runtime.Object) *fixture {
+func (c *counting) record(into *[]string, what string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	*into = append(*into, what)
+	return c.fail
+}
+
+func (c *counting) ListMeta(ctx context.Context, namespace string) (*metav1.PartialObjectMetadataList, error) {
+	if err := c.record(&c.metaLists, namespace); err != nil {
+		return nil, err
+	}
+	return c.Memory.ListMeta(ctx, namespace)
+}
+
+func (c *counting) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
+	if err := c.record(&c.lists, namespace); err != nil {
+		return nil, err
+	}
+	return c.Memory.List(ctx, namespace)
+}
+
+func (c *counting) Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	if err := c.record(&c.gets, namespace+"/"+name); err != nil {
+		return nil, err
+	}
+	if c.beforeGet != nil {
+		if err := c.beforeGet(namespace, name); err != nil {
+			return nil, err
+		}
+	}
+	return c.Memory.Get(ctx, namespace, name)
+}
+
+// reads is what the poller read since the last call to take.
+type reads struct{ metaLists, lists, gets []string }
+
+func (c *counting) take() reads {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := reads{c.metaLists, c.lists, c.gets}
+	c.metaLists, c.lists, c.gets = nil, nil, nil
+	return r
+}
+
+func (r reads) String() string {
+	return fmt.Sprintf("metadata LISTs %q, LISTs %q, GETs %q", r.metaLists, r.lists, r.gets)
+}
+
+func (r reads) equal(o reads) bool {
+	return slices.Equal(r.metaLists, o.metaLists) && slices.Equal(r.lists, o.lists) && slices.Equal(r.gets, o.gets)
+}
+
+type fixture struct {
+	store  *counting
+	poller *Poller
+	logs   *bytes.Buffer
+}
+
+func newFixture(t *testing.T, namespaces []string, cms ...*corev1.ConfigMap) *fixture {
 	t.Helper()
-	f := &fixture{client: fake.NewClientset(objs...), logs: &bytes.Buffer{}}
-	f.client.PrependReactor("list", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		f.lists = append(f.lists, a.(k8stesting.ListActionImpl).ListOptions)
-		return false, nil, nil
-	})
-	p, err := New(unversioned{&store.Kube{Client: f.client}}, Options{
+	seed := make([]corev1.ConfigMap, len(cms))
+	for i, cm := range cms {
+		seed[i] = *cm
+	}
+	mem, err := store.NewMemory(seed...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{store: &counting{Memory: mem}, logs: &bytes.Buffer{}}
+	p, err := New(f.store, Options{
 		Namespaces: namespaces,
 		TTL:        10 * time.Second,
 		Log:        zerolog.New(f.logs),
@@ -67,23 +134,31 @@ func newFixture(t *testing.T, namespaces []string, objs ...runtime.Object) *fixt
 	return f
 }
 
-// unversioned drops the version a list was read at. The fake clientset
-// counts its own list versions apart from the versions the tests give their
-// objects, so comparing the two would mean nothing; without one, the poller
-// takes each list as the whole truth.
-type unversioned struct{ Lister }
-
-func (u unversioned) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
-	list, err := u.Lister.List(ctx, namespace)
-	if list != nil {
-		list.ResourceVersion = ""
+// update replaces cm's data in the store, as another replica's write does,
+// and returns what the store holds now.
+func (f *fixture) update(t *testing.T, cm *corev1.ConfigMap) *corev1.ConfigMap {
+	t.Helper()
+	cm = cm.DeepCopy()
+	cm.ResourceVersion = ""
+	out, err := f.store.Memory.Update(context.Background(), cm)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return list, err
+	return out
 }
 
-func (f *fixture) update(t *testing.T, cm *corev1.ConfigMap) {
+func (f *fixture) create(t *testing.T, cm *corev1.ConfigMap) {
 	t.Helper()
-	if err := f.client.Tracker().Update(corev1.SchemeGroupVersion.WithResource("configmaps"), cm, cm.Namespace); err != nil {
+	cm = cm.DeepCopy()
+	cm.ResourceVersion = ""
+	if _, err := f.store.Memory.Create(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) delete(t *testing.T, namespace, name string) {
+	t.Helper()
+	if err := f.store.Delete(context.Background(), namespace, name); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,8 +192,10 @@ func TestPollIndexesRegistryConfigMapsOnly(t *testing.T) {
 	if _, ok := prod.Methods["/acme.user.v1.UserService/Login"]; !ok {
 		t.Error("method of the watched namespace missing")
 	}
-	if len(f.lists) != 1 || f.lists[0].ResourceVersion != "0" {
-		t.Fatalf("list options = %+v, want one LIST with resourceVersion=0", f.lists)
+	// The unrelated ConfigMap's data is never read.
+	want := reads{metaLists: []string{"firefly"}, gets: []string{"firefly/ff-registry-prod"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("reads: %s; want %s", got, want)
 	}
 }
 
@@ -142,8 +219,10 @@ func TestPollAllNamespacesMergesEnvs(t *testing.T) {
 	if got := prod.Apps["order-service"].Nodes[0].Namespace; got != "b" {
 		t.Errorf("node namespace = %q, want b", got)
 	}
-	if len(f.lists) != 1 || f.lists[0].ResourceVersion != "0" {
-		t.Fatalf("want one cluster-wide LIST, got %+v", f.lists)
+	// Both are new: more than a quarter of the registry, so one LIST.
+	want := reads{metaLists: []string{""}, lists: []string{""}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("reads: %s; want the cluster-wide %s", got, want)
 	}
 }
 
@@ -196,9 +275,7 @@ func TestPollDropsDeletedConfigMaps(t *testing.T) {
 		}),
 	)
 	f.poller.Poll(context.Background())
-	if err := f.client.CoreV1().ConfigMaps("firefly").Delete(context.Background(), "ff-registry-prod", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	f.delete(t, "firefly", "ff-registry-prod")
 	f.poller.Poll(context.Background())
 	if n := len(f.poller.Snapshot().Envs); n != 0 {
 		t.Fatalf("envs = %d after the ConfigMap was deleted, want 0", n)
@@ -227,13 +304,7 @@ func TestPollErrorKeepsLastSnapshotAndLogsOncePerStreak(t *testing.T) {
 	good := f.poller.Snapshot()
 	syncedAt := good.SyncedAt()
 
-	failing := true
-	f.client.PrependReactor("list", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if failing {
-			return true, nil, errors.New("connection refused")
-		}
-		return false, nil, nil
-	})
+	f.store.fail = errors.New("connection refused")
 	for range 5 {
 		f.poller.Poll(context.Background())
 	}
@@ -251,12 +322,12 @@ func TestPollErrorKeepsLastSnapshotAndLogsOncePerStreak(t *testing.T) {
 		t.Errorf("logged the failure %d times in one streak, want once:\n%s", n, f.logs)
 	}
 
-	failing = false
+	f.store.fail = nil
 	f.poller.Poll(context.Background())
 	if n := strings.Count(f.logs.String(), "recovered"); n != 1 {
 		t.Errorf("logged recovery %d times, want once", n)
 	}
-	failing = true
+	f.store.fail = errors.New("connection refused")
 	f.poller.Poll(context.Background())
 	if n := strings.Count(f.logs.String(), "listing registry configmaps failed"); n != 2 {
 		t.Errorf("a new streak logged %d failures in total, want 2", n)
@@ -298,8 +369,8 @@ func TestApplyReadsYourWritesAndOlderListsDoNotRegress(t *testing.T) {
 // watch cache that has not caught up. That LIST must not hide the write; a
 // LIST read after the ConfigMap's version that lacks it means it was deleted.
 func TestListOlderThanAnAppliedCreateKeepsIt(t *testing.T) {
-	var served *corev1.ConfigMapList
-	lister := listerFunc(func(context.Context, string) (*corev1.ConfigMapList, error) { return served, nil })
+	var list *corev1.ConfigMapList
+	lister := served(func(context.Context, string) (*corev1.ConfigMapList, error) { return list, nil })
 	p, err := New(lister, Options{
 		Namespaces: []string{"firefly"},
 		Log:        zerolog.Nop(),
@@ -317,7 +388,7 @@ func TestListOlderThanAnAppliedCreateKeepsIt(t *testing.T) {
 	other := *configMap("firefly", "ff-registry-dev", "5", map[string]string{
 		"user-service.1": entry("dev", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
 	})
-	served = listAt("10", other)
+	list = listAt("10", other)
 	p.Poll(context.Background())
 
 	p.Apply(configMap("firefly", "ff-registry-prod", "11", map[string]string{
@@ -331,7 +402,7 @@ func TestListOlderThanAnAppliedCreateKeepsIt(t *testing.T) {
 		t.Fatal("a ConfigMap the LIST still holds was dropped")
 	}
 
-	served = listAt("12", other) // read after the create, and without it: deleted
+	list = listAt("12", other) // read after the create, and without it: deleted
 	p.Poll(context.Background())
 	if _, ok := p.Snapshot().Envs["prod"]; ok {
 		t.Error("a ConfigMap deleted after the replica wrote it is still served")
@@ -342,7 +413,7 @@ func TestListOlderThanAnAppliedCreateKeepsIt(t *testing.T) {
 	p.Apply(configMap("firefly", "ff-registry-prod", "13", map[string]string{
 		"order-service.2": entry("prod", "order-service", 2, baseTime, "/acme.order.v1.OrderService/Get"),
 	}))
-	served = listAt("", other)
+	list = listAt("", other)
 	p.Poll(context.Background())
 	if _, ok := p.Snapshot().Envs["prod"]; ok {
 		t.Error("a LIST with no resourceVersion did not drop what it lacks")
@@ -378,14 +449,17 @@ func TestRunPollsUntilCancelled(t *testing.T) {
 
 func TestSnapshotMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	client := fake.NewClientset(configMap("firefly", "ff-registry-prod", "10", map[string]string{
+	mem, err := store.NewMemory(*configMap("firefly", "ff-registry-prod", "10", map[string]string{
 		"user-service.1":  entry("prod", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
 		"user-service.2":  entry("prod", "user-service", 2, baseTime.Add(-time.Minute), "/acme.user.v1.UserService/Login"),
 		"order-service-3": entry("prod", "order-service", 3, baseTime, "/acme.user.v1.UserService/Login"),
 		"broken":          "{",
 	}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := baseTime.Add(3 * time.Second)
-	p, err := New(&store.Kube{Client: client}, Options{
+	p, err := New(mem, Options{
 		Namespaces: []string{"firefly"}, Registerer: reg, Log: zerolog.Nop(),
 		Now: func() time.Time { return now },
 	})
@@ -423,14 +497,42 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-type listerFunc func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
+// served is a Reader over whatever list its function returns: its
+// metadata, its objects by name, or the whole list.
+type served func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error)
 
-func (f listerFunc) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
+func (f served) List(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 	return f(ctx, namespace)
 }
 
+func (f served) ListMeta(ctx context.Context, namespace string) (*metav1.PartialObjectMetadataList, error) {
+	l, err := f(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	meta := &metav1.PartialObjectMetadataList{Items: make([]metav1.PartialObjectMetadata, len(l.Items))}
+	meta.ResourceVersion = l.ResourceVersion
+	for i := range l.Items {
+		meta.Items[i].ObjectMeta = l.Items[i].ObjectMeta
+	}
+	return meta, nil
+}
+
+func (f served) Get(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	l, err := f(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	for i := range l.Items {
+		if cm := &l.Items[i]; cm.Namespace == namespace && cm.Name == name {
+			return cm, nil
+		}
+	}
+	return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+}
+
 func TestPollTimesOutAHungList(t *testing.T) {
-	hung := listerFunc(func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
+	hung := served(func(ctx context.Context, namespace string) (*corev1.ConfigMapList, error) {
 		if namespace == "hung" {
 			<-ctx.Done() // an API server that accepted the request and never answers
 			return nil, ctx.Err()
@@ -516,5 +618,193 @@ func TestPollThatChangesNothingAnnouncesNothing(t *testing.T) {
 	f.poller.Poll(context.Background())
 	if !announced(quiet) {
 		t.Error("a poll that changed an entry announced nothing")
+	}
+}
+
+// registryConfigMaps returns n registry ConfigMaps in firefly, of envs
+// env-0 to env-<n-1>, each with one instance of user-service.
+func registryConfigMaps(n int) []*corev1.ConfigMap {
+	cms := make([]*corev1.ConfigMap, n)
+	for i := range cms {
+		cms[i] = registryConfigMap(i, baseTime)
+	}
+	return cms
+}
+
+// registryConfigMap is env-<i>'s ConfigMap with its instance's run_date at.
+func registryConfigMap(i int, at time.Time) *corev1.ConfigMap {
+	env := fmt.Sprintf("env-%d", i)
+	return configMap("firefly", model.ConfigMapName(env), "", map[string]string{
+		"user-service.1": entry(env, "user-service", 1, at, "/acme.user.v1.UserService/Login"),
+	})
+}
+
+func heartbeatOf(t *testing.T, snap *model.Snapshot, env string) time.Time {
+	t.Helper()
+	e := snap.Envs[env]
+	if e == nil || e.Apps["user-service"] == nil {
+		t.Fatalf("no user-service in %s", env)
+	}
+	return e.Apps["user-service"].Nodes[0].Heartbeat()
+}
+
+func TestPollAtRestReadsOnlyMetadata(t *testing.T) {
+	cms := append(registryConfigMaps(8), configMap("firefly", "static-assets", "", map[string]string{"bundle.js": strings.Repeat("x", 100<<10)}))
+	f := newFixture(t, []string{"firefly"}, cms...)
+	f.poller.Poll(context.Background())
+	// A cold start: every registry ConfigMap is new, so one LIST reads them.
+	want := reads{metaLists: []string{"firefly"}, lists: []string{"firefly"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("first poll: %s; want %s", got, want)
+	}
+	parsed := testutil.ToFloat64(f.poller.m.entriesParsed)
+	quiet := f.poller.Published()
+	for i := range 3 {
+		f.poller.Poll(context.Background())
+		want := reads{metaLists: []string{"firefly"}}
+		if got := f.store.take(); !got.equal(want) {
+			t.Fatalf("poll %d at rest: %s; want %s", i+2, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(f.poller.m.entriesParsed); got != parsed {
+		t.Errorf("parsed %v entries at rest, want none", got-parsed)
+	}
+	select {
+	case <-quiet:
+		t.Error("a poll at rest announced a snapshot")
+	default:
+	}
+	if n := len(f.poller.Snapshot().Envs); n != 8 {
+		t.Errorf("%d envs, want 8", n)
+	}
+}
+
+func TestPollGetsOnlyTheConfigMapsThatMoved(t *testing.T) {
+	f := newFixture(t, []string{"firefly"}, registryConfigMaps(8)...)
+	f.poller.Poll(context.Background())
+	f.store.take()
+
+	beat := baseTime.Add(5 * time.Second)
+	f.update(t, registryConfigMap(3, beat))
+	f.poller.Poll(context.Background())
+	want := reads{metaLists: []string{"firefly"}, gets: []string{"firefly/ff-registry-env-3"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("after one heartbeat: %s; want %s", got, want)
+	}
+	if got := heartbeatOf(t, f.poller.Snapshot(), "env-3"); !got.Equal(beat) {
+		t.Errorf("env-3's heartbeat = %v, want %v", got, beat)
+	}
+
+	// A new env is read; a deleted one is gone without a read.
+	f.create(t, registryConfigMap(8, baseTime))
+	f.delete(t, "firefly", "ff-registry-env-5")
+	f.poller.Poll(context.Background())
+	want = reads{metaLists: []string{"firefly"}, gets: []string{"firefly/ff-registry-env-8"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("after a create and a delete: %s; want %s", got, want)
+	}
+	snap := f.poller.Snapshot()
+	if _, ok := snap.Envs["env-8"]; !ok {
+		t.Error("the new env-8 is missing")
+	}
+	if _, ok := snap.Envs["env-5"]; ok {
+		t.Error("the deleted env-5 is still served")
+	}
+
+	// Three of eight moved, more than a quarter: one LIST, not three GETs.
+	later := baseTime.Add(7 * time.Second)
+	for _, i := range []int{0, 1, 2} {
+		f.update(t, registryConfigMap(i, later))
+	}
+	f.poller.Poll(context.Background())
+	want = reads{metaLists: []string{"firefly"}, lists: []string{"firefly"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("after three heartbeats: %s; want %s", got, want)
+	}
+	for _, env := range []string{"env-0", "env-1", "env-2"} {
+		if got := heartbeatOf(t, f.poller.Snapshot(), env); !got.Equal(later) {
+			t.Errorf("%s's heartbeat = %v, want %v", env, got, later)
+		}
+	}
+}
+
+// A ConfigMap deleted between the metadata LIST and its GET is gone, as the
+// next LIST would say.
+func TestPollDropsAConfigMapDeletedBeforeItsGet(t *testing.T) {
+	f := newFixture(t, []string{"firefly"}, registryConfigMaps(8)...)
+	f.poller.Poll(context.Background())
+	f.update(t, registryConfigMap(2, baseTime.Add(time.Second)))
+	f.store.beforeGet = func(namespace, name string) error {
+		f.delete(t, namespace, name)
+		return nil
+	}
+	f.poller.Poll(context.Background())
+	if _, ok := f.poller.Snapshot().Envs["env-2"]; ok {
+		t.Error("env-2 is still served after its ConfigMap was deleted")
+	}
+	if n := len(f.poller.Snapshot().Envs); n != 7 {
+		t.Errorf("%d envs, want the 7 others", n)
+	}
+}
+
+func TestPollFailedGetKeepsTheNamespacesLastGoodData(t *testing.T) {
+	f := newFixture(t, []string{"firefly"}, registryConfigMaps(8)...)
+	now := baseTime
+	f.poller.opts.Now = func() time.Time { return now }
+	f.poller.Poll(context.Background())
+	synced := f.poller.Snapshot().SyncedAt()
+
+	beat := baseTime.Add(5 * time.Second)
+	f.update(t, registryConfigMap(2, beat))
+	f.store.beforeGet = func(string, string) error { return errors.New("connection reset by peer") }
+	now = now.Add(2 * time.Second)
+	f.poller.Poll(context.Background())
+	if got := testutil.ToFloat64(f.poller.m.pollErrors.WithLabelValues("firefly")); got != 1 {
+		t.Errorf("poll errors = %v, want 1", got)
+	}
+	snap := f.poller.Snapshot()
+	if !snap.SyncedAt().Equal(synced) {
+		t.Errorf("synced at %v after a failed read, want still %v", snap.SyncedAt(), synced)
+	}
+	if got := heartbeatOf(t, snap, "env-2"); !got.Equal(baseTime) {
+		t.Errorf("env-2's heartbeat = %v during the failure, want the last good %v", got, baseTime)
+	}
+
+	// Not remembered as read: the next poll reads it again.
+	f.store.beforeGet = nil
+	f.store.take()
+	f.poller.Poll(context.Background())
+	want := reads{metaLists: []string{"firefly"}, gets: []string{"firefly/ff-registry-env-2"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("after the failure: %s; want %s", got, want)
+	}
+	if got := heartbeatOf(t, f.poller.Snapshot(), "env-2"); !got.Equal(beat) {
+		t.Errorf("env-2's heartbeat = %v, want %v", got, beat)
+	}
+}
+
+// The back edge: the ConfigMap a replica's write returned is applied at
+// once, and the next poll, whose metadata shows the same resourceVersion,
+// does not read it again.
+func TestPollDoesNotReadBackAnAppliedWrite(t *testing.T) {
+	f := newFixture(t, []string{"firefly"}, registryConfigMaps(8)...)
+	f.poller.Poll(context.Background())
+	f.store.take()
+
+	written := f.update(t, configMap("firefly", "ff-registry-env-4", "", map[string]string{
+		"user-service.1":  entry("env-4", "user-service", 1, baseTime, "/acme.user.v1.UserService/Login"),
+		"order-service.2": entry("env-4", "order-service", 2, baseTime, "/acme.order.v1.OrderService/Get"),
+	}))
+	f.poller.Apply(written)
+	if _, ok := f.poller.Snapshot().Envs["env-4"].Apps["order-service"]; !ok {
+		t.Fatal("the applied write is not served at once")
+	}
+	f.poller.Poll(context.Background())
+	want := reads{metaLists: []string{"firefly"}}
+	if got := f.store.take(); !got.equal(want) {
+		t.Fatalf("poll after the applied write: %s; want %s", got, want)
+	}
+	if _, ok := f.poller.Snapshot().Envs["env-4"].Apps["order-service"]; !ok {
+		t.Fatal("the applied write is gone after a poll")
 	}
 }

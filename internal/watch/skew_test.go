@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
-	"k8s.io/client-go/kubernetes/fake"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/store"
@@ -23,20 +22,23 @@ func utc8Wall(t time.Time) time.Time {
 	return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), time.UTC)
 }
 
-// skewFixture is a poller with a clock the test moves, over a fake API
-// server holding ff-registry-prod in firefly.
+// skewFixture is a poller with a clock the test moves, over a store holding
+// ff-registry-prod in firefly.
 type skewFixture struct {
 	*fixture
 	reg *prometheus.Registry
 	now time.Time
-	rv  int
 }
 
 func newSkewFixture(t *testing.T, data map[string]string) *skewFixture {
 	t.Helper()
-	f := &skewFixture{fixture: &fixture{}, reg: prometheus.NewRegistry(), now: baseTime, rv: 10}
-	f.client = fake.NewClientset(configMap("firefly", "ff-registry-prod", "10", data))
-	p, err := New(&store.Kube{Client: f.client}, Options{
+	f := &skewFixture{fixture: &fixture{}, reg: prometheus.NewRegistry(), now: baseTime}
+	mem, err := store.NewMemory(*configMap("firefly", "ff-registry-prod", "", data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store = &counting{Memory: mem}
+	p, err := New(f.store, Options{
 		Namespaces: []string{"firefly"},
 		TTL:        ttl,
 		Parse:      model.ParseOptions{MaxClockSkew: time.Minute},
@@ -53,11 +55,11 @@ func newSkewFixture(t *testing.T, data map[string]string) *skewFixture {
 
 const ttl = 10 * time.Second
 
-// write replaces the ConfigMap's data, as a writer's Update does.
-func (f *skewFixture) write(t *testing.T, data map[string]string) {
+// write replaces the ConfigMap's data, as a writer's Update does, and
+// returns what the store holds now.
+func (f *skewFixture) write(t *testing.T, data map[string]string) *corev1.ConfigMap {
 	t.Helper()
-	f.rv++
-	f.update(t, configMap("firefly", "ff-registry-prod", strconv.Itoa(f.rv), data))
+	return f.update(t, configMap("firefly", "ff-registry-prod", "", data))
 }
 
 func (f *skewFixture) node(t *testing.T, app string) *model.Node {
@@ -148,8 +150,7 @@ func TestPollRunDateInFutureFollowsObservedChanges(t *testing.T) {
 	// A writer's own write (poller.Apply) is seen when it is applied.
 	f.now = lastChange.Add(time.Hour)
 	data["ahead.1"] = future(f.now)
-	cm := configMap("firefly", "ff-registry-prod", strconv.Itoa(f.rv+1), data)
-	f.poller.Apply(cm)
+	f.poller.Apply(f.write(t, data))
 	if n := f.node(t, "ahead"); !n.Heartbeat().Equal(f.now) || !n.Alive(f.now.Add(ttl), ttl) {
 		t.Errorf("applied: Heartbeat %v, want %v", n.Heartbeat(), f.now)
 	}

@@ -54,7 +54,15 @@ func main() {
 	hostile := flag.Duration("hostile", 0, "instead: send hostile requests of every kind for this long and report the server's peak memory")
 	memLimit := flag.String("memlimit", deploymentMemLimit, "with -hostile: the server's GOMEMLIMIT (as the deployment sets it)")
 	stallers := flag.Int("stallers", 600, "with -hostile: connections that stall their bodies (more than REGISTRY_MAX_IN_FLIGHT)")
+	poll := flag.Duration("poll", 0, "instead: measure one replica's polls over a real API server holding the seed, for this long at rest and as long with one ConfigMap written per poll")
 	flag.Parse()
+	if *poll > 0 {
+		if err := runPoll(*bin, *poll); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *hostile > 0 {
 		if err := runHostile(*bin, *memLimit, *hostile, *stallers); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
@@ -412,13 +420,33 @@ func (r *registry) stop() {
 
 // writeSeed writes the load test's registry as ConfigMaps, as a seed file.
 func writeSeed(path string) error {
+	cms, err := seedConfigMaps()
+	if err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	for _, cm := range cms {
+		doc, err := yaml.Marshal(cm)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(f, "---\n%s", doc); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// seedConfigMaps is the load test's registry: one ConfigMap per env in
+// namespace firefly, its entries' run_date now.
+func seedConfigMaps() ([]corev1.ConfigMap, error) {
 	now := model.FormatRunDate(time.Now(), nil)
 	lease := int64(1795695862709570046)
+	var cms []corev1.ConfigMap
 	for e := range envs {
 		env := fmt.Sprintf("env-%02d", e)
 		cm := corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -436,20 +464,14 @@ func writeSeed(path string) error {
 					Kernel:  model.Kernel{Language: "Golang", Version: "v0.0.1"},
 					Meta:    model.Meta{Env: env, AppID: app, Version: "v" + strconv.Itoa(1+i%2)}})
 				if err != nil {
-					return err
+					return nil, err
 				}
 				cm.Data[model.CanonicalKey(app, lease)] = string(raw)
 			}
 		}
-		doc, err := yaml.Marshal(cm)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(f, "---\n%s", doc); err != nil {
-			return err
-		}
+		cms = append(cms, cm)
 	}
-	return f.Close()
+	return cms, nil
 }
 
 // captured is an answer the bare handler replays.
