@@ -62,12 +62,12 @@ type Config struct {
 
 	MaxFollowers int `envconfig:"REGISTRY_MAX_FOLLOWERS" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
-	GCAfter            time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
-	LeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
-	LeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
-	LeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the lease"`
+	GCAfter                  time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	LeaderLeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
+	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaderLeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
+	LeaderLeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew its lease before it stops leading"`
+	LeaderLeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the lease"`
 
 	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
 	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
@@ -95,31 +95,31 @@ const (
 // them from here.
 func defaultConfig() Config {
 	return Config{
-		Addr:               defaultAddr,
-		Store:              "kube",
-		Namespaces:         []string{defaultNamespace},
-		PollInterval:       watch.DefaultInterval,
-		TTL:                model.DefaultTTL,
-		RunDateZone:        "UTC",
-		MaxClockSkew:       model.DefaultMaxClockSkew,
-		LogLevel:           "info",
-		LogFormat:          "json",
-		ShutdownTimeout:    defaultShutdownTimeout,
-		MaxInFlight:        httpapi.DefaultMaxInFlight,
-		BodyReadTimeout:    httpapi.DefaultBodyReadTimeout,
-		MaxBodyBytes:       httpapi.DefaultMaxBodyBytes,
-		LogLineBytes:       defaultLogLineBytes,
-		LogFlushInterval:   defaultLogFlushInterval,
-		WriteBatchWindow:   write.DefaultBatchWindow,
-		MaxConfigMapBytes:  write.DefaultMaxConfigMapBytes,
-		TokenAudiences:     []string{defaultServiceName},
-		MaxFollowers:       follow.DefaultMaxFollowers,
-		GCAfter:            upkeep.DefaultGCAfter,
-		LeaseName:          defaultServiceName,
-		LeaseDuration:      election.DefaultLeaseDuration,
-		LeaseRenewDeadline: election.DefaultRenewDeadline,
-		LeaseRetryPeriod:   election.DefaultRetryPeriod,
-		SyncGrace:          routesync.DefaultGrace,
+		Addr:                     defaultAddr,
+		Store:                    "kube",
+		Namespaces:               []string{defaultNamespace},
+		PollInterval:             watch.DefaultInterval,
+		TTL:                      model.DefaultTTL,
+		RunDateZone:              "UTC",
+		MaxClockSkew:             model.DefaultMaxClockSkew,
+		LogLevel:                 "info",
+		LogFormat:                "json",
+		ShutdownTimeout:          defaultShutdownTimeout,
+		MaxInFlight:              httpapi.DefaultMaxInFlight,
+		BodyReadTimeout:          httpapi.DefaultBodyReadTimeout,
+		MaxBodyBytes:             httpapi.DefaultMaxBodyBytes,
+		LogLineBytes:             defaultLogLineBytes,
+		LogFlushInterval:         defaultLogFlushInterval,
+		WriteBatchWindow:         write.DefaultBatchWindow,
+		MaxConfigMapBytes:        write.DefaultMaxConfigMapBytes,
+		TokenAudiences:           []string{defaultServiceName},
+		MaxFollowers:             follow.DefaultMaxFollowers,
+		GCAfter:                  upkeep.DefaultGCAfter,
+		LeaderLeaseName:          defaultServiceName,
+		LeaderLeaseDuration:      election.DefaultLeaseDuration,
+		LeaderLeaseRenewDeadline: election.DefaultRenewDeadline,
+		LeaderLeaseRetryPeriod:   election.DefaultRetryPeriod,
+		SyncGrace:                routesync.DefaultGrace,
 	}
 }
 
@@ -349,19 +349,19 @@ func (c *Config) validateAuth() error {
 		// Anything younger may still be alive.
 		return fmt.Errorf("REGISTRY_GC_AFTER=%s: must exceed REGISTRY_TTL (%s), or be 0 to disable GC", c.GCAfter, c.TTL)
 	}
-	if ns := strings.TrimSpace(c.LeaseNamespace); ns != "" {
+	if ns := strings.TrimSpace(c.LeaderLeaseNamespace); ns != "" {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			return fmt.Errorf("REGISTRY_LEASE_NAMESPACE=%q: not a namespace name: %s", ns, strings.Join(msgs, "; "))
 		}
 	}
-	if c.LeaseName != "" {
-		if msgs := validation.IsDNS1123Subdomain(c.LeaseName); len(msgs) > 0 {
-			return fmt.Errorf("REGISTRY_LEASE_NAME=%q: not an object name: %s", c.LeaseName, strings.Join(msgs, "; "))
+	if c.LeaderLeaseName != "" {
+		if msgs := validation.IsDNS1123Subdomain(c.LeaderLeaseName); len(msgs) > 0 {
+			return fmt.Errorf("REGISTRY_LEASE_NAME=%q: not an object name: %s", c.LeaderLeaseName, strings.Join(msgs, "; "))
 		}
 	}
-	if _, _, _, err := election.Timings(c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod); err != nil {
+	if _, _, _, err := election.Timings(c.LeaderLeaseDuration, c.LeaderLeaseRenewDeadline, c.LeaderLeaseRetryPeriod); err != nil {
 		return fmt.Errorf("REGISTRY_LEASE_DURATION=%s, REGISTRY_LEASE_RENEW_DEADLINE=%s, REGISTRY_LEASE_RETRY_PERIOD=%s: %w",
-			c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod, err)
+			c.LeaderLeaseDuration, c.LeaderLeaseRenewDeadline, c.LeaderLeaseRetryPeriod, err)
 	}
 	return nil
 }
@@ -427,11 +427,11 @@ func (c Config) derive(getenv func(string) string) (settings, error) {
 	return s, nil
 }
 
-// leaseNamespace is where the leader Lease lives: the service's own
+// leaderLeaseNamespace is where the leader Lease lives: the service's own
 // namespace. ok is false when none can be told (watching all namespaces
 // without POD_NAMESPACE).
-func (s *settings) leaseNamespace() (string, bool) {
-	if ns := strings.TrimSpace(s.LeaseNamespace); ns != "" {
+func (s *settings) leaderLeaseNamespace() (string, bool) {
+	if ns := strings.TrimSpace(s.LeaderLeaseNamespace); ns != "" {
 		return ns, true
 	}
 	if ns := s.proc.podNamespace; ns != "" {

@@ -42,9 +42,9 @@ func authServeConfig(kubeconfig string, namespaces ...string) Config {
 	cfg := kubeServeConfig(kubeconfig, 300*time.Millisecond, namespaces...)
 	cfg.Auth = authKubernetes
 	cfg.TTL = 2 * time.Second
-	cfg.LeaseDuration = 3 * time.Second
-	cfg.LeaseRenewDeadline = 2 * time.Second
-	cfg.LeaseRetryPeriod = 250 * time.Millisecond
+	cfg.LeaderLeaseDuration = 3 * time.Second
+	cfg.LeaderLeaseRenewDeadline = 2 * time.Second
+	cfg.LeaderLeaseRetryPeriod = 250 * time.Millisecond
 	return cfg
 }
 
@@ -664,9 +664,9 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	// the lease duration of A's last renewal (plus B's polling, jittered).
 	cut := time.Now()
 	proxy.cutOff()
-	testkit.WaitFor(t, cfg.LeaseRenewDeadline+time.Second, "A stopping its work", func() (bool, string) { return !leading(baseA), "A still leads" })
+	testkit.WaitFor(t, cfg.LeaderLeaseRenewDeadline+time.Second, "A stopping its work", func() (bool, string) { return !leading(baseA), "A still leads" })
 	aStopped := time.Since(cut)
-	testkit.WaitFor(t, cfg.LeaseDuration+time.Second, "B leading", func() (bool, string) { return leading(baseB), "B does not lead" })
+	testkit.WaitFor(t, cfg.LeaderLeaseDuration+time.Second, "B leading", func() (bool, string) { return leading(baseB), "B does not lead" })
 	bLeads := time.Since(cut)
 	t.Logf("A cut off: A stopped leading after %s, B leads after %s", aStopped.Round(time.Millisecond), bLeads.Round(time.Millisecond))
 	if bLeads < aStopped {
@@ -684,7 +684,7 @@ func TestIntegrationLeaderHandover(t *testing.T) {
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	took := testkit.WaitFor(t, cfg.LeaseDuration, "C leading", func() (bool, string) { return leading(baseC), "C does not lead" })
+	took := testkit.WaitFor(t, cfg.LeaderLeaseDuration, "C leading", func() (bool, string) { return leading(baseC), "C does not lead" })
 	t.Logf("B stopped: C leads %s later (%s after B was told to stop)", took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
 	refreshed("C")
 	status, _, body = authCall(t, http.MethodGet, baseC+"/v1/envs/prod/apps/stock-service/instances/31", "", "")

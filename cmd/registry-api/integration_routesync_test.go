@@ -59,7 +59,7 @@ func syncServeConfig(kubeconfig, ns string, grace time.Duration) Config {
 	cfg.SyncGRPCRoutes, cfg.SyncIstio = true, true
 	cfg.Gateway = "infra/grpc"
 	cfg.SyncGrace = grace
-	cfg.LeaseDuration, cfg.LeaseRenewDeadline, cfg.LeaseRetryPeriod = 2*time.Second, time.Second, 200*time.Millisecond
+	cfg.LeaderLeaseDuration, cfg.LeaderLeaseRenewDeadline, cfg.LeaderLeaseRetryPeriod = 2*time.Second, time.Second, 200*time.Millisecond
 	return cfg
 }
 

@@ -61,12 +61,12 @@ func startLeader(ctx context.Context, cfg settings, st store.Store, client kuber
 		return stop, nil
 	}
 
-	leaseNamespace, ok := cfg.leaseNamespace()
+	leaseNamespace, ok := cfg.leaderLeaseNamespace()
 	if !ok {
 		cancel()
 		return nil, fmt.Errorf("REGISTRY_LEASE_NAMESPACE: watching all namespaces, the leader Lease needs a namespace: set REGISTRY_LEASE_NAMESPACE or POD_NAMESPACE")
 	}
-	leaseName := cfg.LeaseName
+	leaseName := cfg.LeaderLeaseName
 	if leaseName == "" {
 		leaseName = defaultServiceName
 	}
@@ -80,9 +80,9 @@ func startLeader(ctx context.Context, cfg settings, st store.Store, client kuber
 		Namespace:     leaseNamespace,
 		Name:          leaseName,
 		Identity:      identity,
-		LeaseDuration: cfg.LeaseDuration,
-		RenewDeadline: cfg.LeaseRenewDeadline,
-		RetryPeriod:   cfg.LeaseRetryPeriod,
+		LeaseDuration: cfg.LeaderLeaseDuration,
+		RenewDeadline: cfg.LeaderLeaseRenewDeadline,
+		RetryPeriod:   cfg.LeaderLeaseRetryPeriod,
 		Log:           log,
 		Registerer:    reg,
 	})

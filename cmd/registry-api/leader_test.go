@@ -20,8 +20,8 @@ func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
 	if cfg.authMode() != authKubernetes || !slices.Equal(cfg.TokenAudiences, []string{"registry-api"}) || len(cfg.AdminSubjects) != 0 || cfg.ReadAuth {
 		t.Errorf("auth defaults: mode %s, audiences %q, admins %q, read auth %v", cfg.authMode(), cfg.TokenAudiences, cfg.AdminSubjects, cfg.ReadAuth)
 	}
-	if cfg.GCAfter != 15*time.Minute || cfg.LeaseName != "registry-api" || cfg.LeaseNamespace != "" ||
-		cfg.LeaseDuration != 15*time.Second || cfg.LeaseRenewDeadline != 10*time.Second || cfg.LeaseRetryPeriod != 2*time.Second {
+	if cfg.GCAfter != 15*time.Minute || cfg.LeaderLeaseName != "registry-api" || cfg.LeaderLeaseNamespace != "" ||
+		cfg.LeaderLeaseDuration != 15*time.Second || cfg.LeaderLeaseRenewDeadline != 10*time.Second || cfg.LeaderLeaseRetryPeriod != 2*time.Second {
 		t.Errorf("upkeep defaults: %+v", cfg)
 	}
 
@@ -42,7 +42,7 @@ func TestLoadConfigAuthAndUpkeepDefaults(t *testing.T) {
 	if cfg, err = configFrom(t, set...); err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.AdminSubjects) != 2 || len(cfg.TokenAudiences) != 2 || !cfg.ReadAuth || cfg.GCAfter != 0 || cfg.LeaseDuration != 4*time.Second {
+	if len(cfg.AdminSubjects) != 2 || len(cfg.TokenAudiences) != 2 || !cfg.ReadAuth || cfg.GCAfter != 0 || cfg.LeaderLeaseDuration != 4*time.Second {
 		t.Errorf("set: %+v", cfg)
 	}
 	if _, err := configFrom(t, append(set, "REGISTRY_AUTH", "none")...); err == nil {
@@ -64,13 +64,13 @@ func TestLeaseNamespace(t *testing.T) {
 		{[]string{"*"}, "", envOf("POD_NAMESPACE", "registry"), "registry", true},
 		{[]string{"*"}, "", envOf(), "", false},
 	} {
-		cfg := Config{Namespaces: tc.namespaces, LeaseNamespace: tc.lease}
+		cfg := Config{Namespaces: tc.namespaces, LeaderLeaseNamespace: tc.lease}
 		namespaces, err := cfg.watchedNamespaces()
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := settings{Config: cfg, namespaces: namespaces, proc: readProcessEnv(tc.getenv)}
-		if got, ok := s.leaseNamespace(); got != tc.want || ok != tc.ok {
+		if got, ok := s.leaderLeaseNamespace(); got != tc.want || ok != tc.ok {
 			t.Errorf("%+v: lease namespace %q, %v; want %q, %v", tc, got, ok, tc.want, tc.ok)
 		}
 	}
