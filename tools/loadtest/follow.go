@@ -430,21 +430,27 @@ func register(c *http.Client, base string, lease int64) (time.Time, error) {
 	return sent, nil
 }
 
-// serverMemory reads the replica's heap and stack bytes in use from /metrics.
-func serverMemory(c *http.Client, base string) (int64, error) {
+// scrape reads the replica's /metrics.
+func scrape(c *http.Client, base string) (string, error) {
 	resp, err := c.Get(base + "/metrics")
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
+	return string(raw), err
+}
+
+// serverMemory reads the replica's heap and stack bytes in use from /metrics.
+func serverMemory(c *http.Client, base string) (int64, error) {
+	raw, err := scrape(c, base)
 	if err != nil {
 		return 0, err
 	}
 	var total int64
-	for line := range bytes.Lines(raw) {
+	for line := range strings.Lines(raw) {
 		for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
-			if v, ok := strings.CutPrefix(string(line), name); ok {
+			if v, ok := strings.CutPrefix(line, name); ok {
 				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				if err != nil {
 					return 0, err

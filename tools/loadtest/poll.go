@@ -311,16 +311,11 @@ func readPID(path string) (int, error) {
 
 // pollCount is the number of polls the replica has finished.
 func pollCount(base string) (float64, error) {
-	resp, err := http.Get(base + "/metrics")
+	raw, err := scrape(http.DefaultClient, base)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(raw)) {
+	for line := range strings.Lines(raw) {
 		if v, ok := strings.CutPrefix(line, "registry_api_poll_duration_seconds_count "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
