@@ -3,6 +3,9 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -84,5 +87,33 @@ func TestOpenRoutesDeclareNoSecurity(t *testing.T) {
 	}
 	if len(open) != 0 {
 		t.Errorf("openapi.yaml lacks %v", open)
+	}
+}
+
+// TestREADMEErrorTableIsTheProblemTable holds the README's table of errors
+// to the server's: every code, with the status the server answers it with.
+func TestREADMEErrorTableIsTheProblemTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| (\\d{3}) \\| `([a-z_]+)` \\|")
+	documented := map[model.Code]int{}
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		status, _ := strconv.Atoi(m[1])
+		documented[model.Code(m[2])] = status
+	}
+	for code, kind := range problemKinds {
+		status, ok := documented[code]
+		switch {
+		case !ok:
+			t.Errorf("README's error table lacks %s (%d)", code, kind.status)
+		case status != kind.status:
+			t.Errorf("README gives %s the status %d; the server answers %d", code, status, kind.status)
+		}
+		delete(documented, code)
+	}
+	for code := range documented {
+		t.Errorf("README's error table lists %s, which the server never answers", code)
 	}
 }
