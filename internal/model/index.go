@@ -306,6 +306,18 @@ func (d *Derived) LoadOrStore(x any) any {
 	return d.v.Load()
 }
 
+// Resynced is s read again with nothing changed: the same indexes, new sync
+// times. What readers derived from s (every env's routes, rendered) holds
+// for it too and is carried over, so that a poll at rest costs no reader a
+// rendering.
+func (s *Snapshot) Resynced(syncedAt map[string]time.Time) *Snapshot {
+	out := &Snapshot{Envs: s.Envs, EnvNames: s.EnvNames, NamespaceSyncedAt: syncedAt, Namespaces: s.Namespaces}
+	if d := s.Derived.Load(); d != nil {
+		out.Derived.Store(d)
+	}
+	return out
+}
+
 // EmptySnapshot is what readers see before the first sync.
 func EmptySnapshot(namespaces Watched) *Snapshot {
 	return &Snapshot{Envs: map[string]*EnvIndex{}, NamespaceSyncedAt: map[string]time.Time{}, Namespaces: namespaces}

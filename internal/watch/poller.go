@@ -431,21 +431,18 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 		}
 	}
 	prev := p.current.Load()
-	snap := &model.Snapshot{
-		Envs:              prev.Envs,
-		EnvNames:          prev.EnvNames,
-		NamespaceSyncedAt: maps.Clone(p.syncedAt),
-		Namespaces:        prev.Namespaces,
-	}
-	if len(dirty) > 0 {
-		snap.Envs, snap.EnvNames = maps.Clone(p.envs), slices.Sorted(maps.Keys(p.envs))
-	}
-	p.current.Store(snap)
 	if len(dirty) == 0 {
 		// Only the sync times moved: readers see them, and nobody is woken
 		// for data that did not change.
+		p.current.Store(prev.Resynced(maps.Clone(p.syncedAt)))
 		return
 	}
+	p.current.Store(&model.Snapshot{
+		Envs:              maps.Clone(p.envs),
+		EnvNames:          slices.Sorted(maps.Keys(p.envs)),
+		NamespaceSyncedAt: maps.Clone(p.syncedAt),
+		Namespaces:        prev.Namespaces,
+	})
 	// Stored first: whoever took the old channel before reading the old
 	// snapshot is woken after the new one is readable.
 	next := make(chan struct{})

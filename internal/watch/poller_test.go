@@ -595,6 +595,8 @@ func TestPollThatChangesNothingAnnouncesNothing(t *testing.T) {
 		t.Fatal("the first poll that read data announced nothing")
 	}
 	before := f.poller.Snapshot()
+	derived := &struct{}{}
+	before.Derived.Store(derived)
 
 	// Nothing changed: the sync time moves on, the indexes stay, nobody wakes.
 	quiet := f.poller.Published()
@@ -609,6 +611,9 @@ func TestPollThatChangesNothingAnnouncesNothing(t *testing.T) {
 	}
 	if after.Envs["prod"] != before.Envs["prod"] || &after.EnvNames[0] != &before.EnvNames[0] {
 		t.Error("a quiet poll rebuilt the index")
+	}
+	if after.Derived.Load() != derived {
+		t.Error("a quiet poll dropped what readers derived from the unchanged indexes")
 	}
 
 	// A heartbeat changes an entry: announced.
