@@ -132,8 +132,8 @@ func TestServeEndToEndOnMemoryStore(t *testing.T) {
 		t.Errorf("staging invalid entries = %v, want the broken demo entry", inv)
 	}
 	apps := decode(get("/v1/envs/prod/apps", http.StatusOK))["apps"].([]any)
-	if len(apps) != 4 {
-		t.Errorf("prod apps = %d, want 4", len(apps))
+	if len(apps) != 5 {
+		t.Errorf("prod apps = %d, want 5 (four of instances, catalog-service's version registration)", len(apps))
 	}
 	app := decode(get("/v1/envs/prod/apps/user-service", http.StatusOK))
 	if inst := app["instances"].([]any); len(inst) != 2 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
 
 	"github.com/acme/registry-api/internal/model"
@@ -21,20 +22,22 @@ var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
 // route, its parameters filled in from their examples in openapi.yaml.
 func getTargets(t *testing.T, h *harness) []string {
 	t.Helper()
-	examples := map[string]string{}
-	for _, ref := range h.srv.spec.doc.Components.Parameters {
-		p := ref.Value
-		if p.In != "path" {
-			continue
-		}
+	exampleOf := func(p *openapi3.Parameter) (string, bool) {
 		example := p.Example
 		if _, ok := example.(string); !ok {
 			// A YAML number reaches us as a float64, which cannot hold a
 			// lease id: the schema's example is its exact string.
 			example = h.srv.spec.doc.Components.Schemas["LeaseID"].Value.Example
 		}
-		if v, ok := example.(string); ok {
-			examples[p.Name] = url.PathEscape(v)
+		v, ok := example.(string)
+		return url.PathEscape(v), ok
+	}
+	examples := map[string]string{}
+	for _, ref := range h.srv.spec.doc.Components.Parameters {
+		if p := ref.Value; p.In == "path" {
+			if v, ok := exampleOf(p); ok {
+				examples[p.Name] = v
+			}
 		}
 	}
 	var targets []string
@@ -43,9 +46,24 @@ func getTargets(t *testing.T, h *harness) []string {
 			return nil
 		}
 		var missing []string
+		// An operation's own parameters first, as Swagger UI prefills them:
+		// parameters of one name may differ in their examples.
+		own := map[string]string{}
+		if item := h.srv.spec.doc.Paths.Find(specPath(pattern)); item != nil && item.Get != nil {
+			for _, ref := range item.Get.Parameters {
+				if p := ref.Value; p.In == "path" {
+					if v, ok := exampleOf(p); ok {
+						own[p.Name] = v
+					}
+				}
+			}
+		}
 		target := pathParamRE.ReplaceAllStringFunc(specPath(pattern), func(m string) string {
 			name := m[1 : len(m)-1]
-			v, ok := examples[name]
+			v, ok := own[name]
+			if !ok {
+				v, ok = examples[name]
+			}
 			if !ok {
 				missing = append(missing, name)
 			}

@@ -52,7 +52,7 @@ func newSource(snap *model.Snapshot) *source { return testkit.NewSource(snap) }
 func fixtureSnapshot(t testing.TB) *model.Snapshot {
 	t.Helper()
 	entries := map[string][]model.Entry{}
-	for _, file := range []string{"configmaps-go-micro.yaml", "configmaps-extra.yaml"} {
+	for _, file := range []string{"configmaps-go-micro.yaml", "configmaps-extra.yaml", "configmaps-versions.yaml"} {
 		raw, err := os.ReadFile(filepath.Join("testdata", file))
 		if err != nil {
 			t.Fatal(err)

@@ -48,6 +48,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live, s.follow))
 		r.Post("/v1/envs/{env}/resolve", handleResolveMethods(snaps, live))
 		r.Get("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleGetInstance(snaps, live))
+		r.Get("/v1/envs/{env}/apps/{appId}/versions/{version}", handleGetVersion(snaps, live))
 		r.Get("/v1/envs/{env}/routes", handleEnvRoutes(live, s.follow))
 		r.Get("/v1/routes", handleAllRoutes(live, s.follow))
 		r.Get("/v1/envs/{env}/routes/events", handleRouteEvents(s.follow, false))
@@ -77,6 +78,8 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		w.Post("/v1/envs/{env}/apps/{appId}/instances", handleRegister(wd))
 		w.Put("/v1/envs/{env}/apps/{appId}/instances/{leaseId}/heartbeat", handleHeartbeat(wd))
 		w.Delete("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleDeregister(wd))
+		w.Put("/v1/envs/{env}/apps/{appId}/versions/{version}", handlePutVersion(wd))
+		w.Delete("/v1/envs/{env}/apps/{appId}/versions/{version}", handleDeleteVersion(wd))
 	})
 
 	// Static assets: nothing to validate.

@@ -87,6 +87,7 @@ type Deps struct {
 // Guards judge the entry a write would change, on the copy it replaces.
 type Writer interface {
 	Register(ctx context.Context, r write.Registration, guards ...write.Guard) (write.Result, error)
+	RegisterVersion(ctx context.Context, r write.Registration, guards ...write.Guard) (write.Result, error)
 	Heartbeat(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...write.Guard) (write.Result, error)
 	Deregister(ctx context.Context, namespace, env, appID string, leaseID int64, guards ...write.Guard) error
 }

@@ -51,6 +51,7 @@ type operation struct {
 // limit here fails at startup.
 var bodyLimits = map[string]int64{
 	"registerInstance": maxRegisterBody,
+	"registerVersion":  maxRegisterBody,
 	"resolveMethods":   maxResolveBody,
 }
 

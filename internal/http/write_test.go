@@ -878,6 +878,10 @@ func (s stubWriter) Register(context.Context, write.Registration, ...write.Guard
 	return write.Result{}, s.err
 }
 
+func (s stubWriter) RegisterVersion(context.Context, write.Registration, ...write.Guard) (write.Result, error) {
+	return write.Result{}, s.err
+}
+
 func (s stubWriter) Heartbeat(context.Context, string, string, string, int64, ...write.Guard) (write.Result, error) {
 	return write.Result{}, s.err
 }

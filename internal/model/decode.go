@@ -22,6 +22,22 @@ type serviceNodeIn struct {
 	Network    Network    `json:"network"`
 	Kernel     Kernel     `json:"kernel"`
 	Meta       Meta       `json:"meta"`
+	// Keepalive is registry-api's own member (MemberKeepalive), read for
+	// version registrations; not a string reads as empty.
+	Keepalive keepaliveMember `json:"keepalive"`
+}
+
+// keepaliveMember reads the keepalive member leniently: it is not the
+// library's, and a value of another type must not make the entry invalid.
+type keepaliveMember string
+
+func (k *keepaliveMember) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		s = ""
+	}
+	*k = keepaliveMember(s)
+	return nil
 }
 
 // UnmarshalJSON decodes the shape writers produce (compact or spaced JSON, no
@@ -151,6 +167,19 @@ func (sn *serviceNodeIn) decodeFast(b []byte) bool {
 				}
 				out.Meta = Meta{Env: v[0], AppID: v[1], Version: v[2]}
 			default:
+				if len(key) == len(MemberKeepalive) && equalFoldASCII(key, MemberKeepalive) {
+					// As keepaliveMember reads it: the last one wins, and
+					// anything but a string is empty.
+					out.Keepalive = ""
+					if d.i < len(d.b) && d.b[d.i] == '"' {
+						s, ok := d.stringValue()
+						if !ok {
+							return false
+						}
+						out.Keepalive = keepaliveMember(s)
+						break
+					}
+				}
 				if !d.skipValue() {
 					return false
 				}

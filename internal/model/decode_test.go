@@ -157,6 +157,10 @@ var fastDecodeSeeds = []string{
 	`{"methods":{"/a\u002fB/C":true,"q\"uote":true}}`, `{"methods":{"\\":true}}`, "{\"methods\":{\"/a.B/\xff\":true}}",
 	`{"methods":{"/a.B/Ö":true}}`, `{"methods":{"":true}}`, `{"methods":{"a":tru}}`, `{"methods":{"a":truex}}`,
 	`{"methods":{"a":true,}}`, `{"methods":{"a"}}`, `{"methods":{"a":true "b":true}}`, `{"methods":{a:true}}`,
+	// registry-api's keepalive member: read leniently, the last one winning.
+	`{"keepalive":"service","lease_id":3}`, `{"keepalive":5,"lease_id":3}`, `{"KeepAlive":"service"}`,
+	`{"keepalive":"service","keepalive":null}`, `{"keepalive":"pod","KEEPALIVE":"service"}`, `{"keepalive":"serv\u0069ce"}`,
+	`{"keepalive":{"x":"service"}}`, `{"keepalive":"service"`,
 	// Unknown members, nested.
 	`{"registered_by":{"username":"system:serviceaccount:shop:order","pod":{"name":"p","uid":"u"}},"keepalive":"pod","lease_id":3}`,
 	`{"x":[1,-2.5e+3,"s\n\u00e9",true,false,null,{"a":[[]]}],"lease_id":3}`, `{"x":{"a":1,"a":2},"lease_id":3}`,
@@ -190,6 +194,12 @@ func FuzzFastDecodeMatchesEncodingJSON(f *testing.F) {
 		var direct serviceNodeIn
 		err = direct.decode(raw)
 		checkDecoding(t, "decode", raw, direct, err, want, wantErr, old, oldErr)
+
+		// registry-api's keepalive member reads alike both ways.
+		var slow serviceNodeIn
+		if slowErr := slow.decodeSlow(raw); err == nil && slowErr == nil && direct.Keepalive != slow.Keepalive {
+			t.Fatalf("decode(%q): keepalive %q, encoding/json %q", raw, direct.Keepalive, slow.Keepalive)
+		}
 
 		// Giving up leaves the target as it was, for encoding/json to fill.
 		var fast serviceNodeIn

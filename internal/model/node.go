@@ -74,6 +74,9 @@ type Node struct {
 	// only when RunDate was more than the tolerated clock skew ahead of that
 	// instant (see Heartbeat); zero otherwise.
 	ObservedAt time.Time
+	// ServiceKept marks a version registration (keepalive "service"): one
+	// entry for a version of an app, alive by its Service's ready endpoints.
+	ServiceKept bool
 }
 
 // Heartbeat is the instant the node's liveness counts from: its run_date, or,
@@ -231,6 +234,8 @@ func (sn *serviceNodeIn) node(namespace, env, key string, opts ParseOptions) (*N
 		Network:    sn.Network,
 		Kernel:     sn.Kernel,
 		ObservedAt: observedAt,
+		// The member is registry-api's; the library's readers ignore it.
+		ServiceKept: string(sn.Keepalive) == KeepaliveService,
 	}, warnings, nil
 }
 

@@ -20,6 +20,10 @@ const (
 	KeepalivePod = "pod"
 	// KeepaliveClient: the instance heartbeats itself.
 	KeepaliveClient = "client"
+	// KeepaliveService: the entry stands for a version of an app, alive while
+	// its Kubernetes Service has ready endpoints of that version (see
+	// VersionLeaseID); no instance heartbeats it.
+	KeepaliveService = "service"
 )
 
 // RegisteredBy is the identity that registered an entry through the API, as
@@ -80,6 +84,10 @@ func ownershipOf(registeredBy, keepalive []byte) (Ownership, error) {
 	}
 	return o, nil
 }
+
+// ServiceKept reports whether the entry is a version registration, kept
+// alive by its Service's ready endpoints.
+func (o Ownership) ServiceKept() bool { return o.Keepalive == KeepaliveService }
 
 // PodBound reports whether registry-api keeps the entry alive for its pod:
 // it was registered with a pod-bound token and did not opt out. An unknown

@@ -105,7 +105,7 @@ func newApplier(r ref, cm *corev1.ConfigMap, limit int, now time.Time, zone *tim
 
 func (a *applier) apply(o *op) {
 	switch o.kind {
-	case opRegister:
+	case opRegister, opRegisterVersion:
 		a.register(o)
 	case opHeartbeat:
 		a.heartbeat(o)
@@ -244,6 +244,18 @@ func (a *applier) register(o *op) {
 		o.memo.put(ck, o.leaseID, base, value, node)
 	}
 
+	// A version registration sent again, by every pod of a rollout, changes
+	// nothing but the run_date it would write: it writes nothing.
+	if o.kind == opRegisterVersion && len(existing) == 1 && existing[0] == ck {
+		if fresh, ok := model.RefreshEntry(base, a.runDate); ok && fresh == value {
+			kept, _, err := model.ParseEntry(a.ref.namespace, a.ref.env, ck, []byte(base), model.ParseOptions{Zone: a.zone})
+			if err == nil {
+				o.res = Result{Key: ck, LeaseID: o.leaseID, Node: kept, Raw: []byte(base), Unchanged: true}
+				return
+			}
+		}
+	}
+
 	// The entry moves to the canonical key: duplicates of it go.
 	size := a.size + len(ck) + len(value)
 	if old, ok := a.data[ck]; ok {
@@ -268,7 +280,7 @@ func (a *applier) register(o *op) {
 		}
 	}
 	a.set(ck, value, false)
-	o.res = Result{Key: ck, LeaseID: o.leaseID, Node: node, Raw: []byte(value)}
+	o.res = Result{Key: ck, LeaseID: o.leaseID, Node: node, Raw: []byte(value), Created: len(existing) == 0}
 }
 
 // buildEntry writes r as the library does; over base (an existing entry) it

@@ -13,6 +13,7 @@ const (
 	opRegister opKind = iota
 	opHeartbeat
 	opDeregister
+	opRegisterVersion
 )
 
 func (k opKind) String() string {
@@ -21,6 +22,8 @@ func (k opKind) String() string {
 		return "register"
 	case opHeartbeat:
 		return "heartbeat"
+	case opRegisterVersion:
+		return "register_version"
 	default:
 		return "deregister"
 	}

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"op", "result"}),
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "registry_api_write_ops_total",
-			Help: "Registry write operations, by op (register, heartbeat, deregister) and result (ok or an error code).",
+			Help: "Registry write operations, by op (register, register_version, heartbeat, deregister) and result (ok or an error code).",
 		}, []string{"op", "result"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "registry_api_write_batch_size",

@@ -167,6 +167,11 @@ type Result struct {
 	Raw []byte
 	// HeartbeatInterval is how often the instance should heartbeat: TTL/2.
 	HeartbeatInterval time.Duration
+	// Created says that no entry of the instance was there before.
+	Created bool
+	// Unchanged says that a version registration found its entry as it
+	// would write it, but for run_date, and wrote nothing.
+	Unchanged bool
 }
 
 func (r *Registration) validate() error {
@@ -242,6 +247,33 @@ func (w *Writer) Register(ctx context.Context, r Registration, guards ...Guard) 
 		w.recordLease(res.LeaseID)
 	}
 	return res, err
+}
+
+// RegisterVersion writes the version registration of r.Version of r.AppID:
+// one entry under the lease id every replica derives alike
+// (model.VersionLeaseID), which r.LeaseID must be, or 0. Its Extra should
+// carry keepalive "service" (model.KeepaliveService). Sent again unchanged,
+// by every pod of a rollout, it writes nothing (Result.Unchanged); a changed
+// body rewrites the one entry. Otherwise it is Register.
+func (w *Writer) RegisterVersion(ctx context.Context, r Registration, guards ...Guard) (Result, error) {
+	lease := model.VersionLeaseID(r.AppID, r.Version)
+	err := r.validate()
+	switch {
+	case err != nil:
+	case !model.ValidVersion(r.Version):
+		err = model.Errorf(model.CodeInvalid, "version %q is not a Kubernetes label value, as the pods' version label must be", r.Version)
+	case r.LeaseID != 0 && r.LeaseID != lease:
+		err = model.Errorf(model.CodeInvalid, "lease id %d is not the one of version %s of app %s (%d)", r.LeaseID, r.Version, r.AppID, lease)
+	}
+	if err != nil {
+		w.m.ops.WithLabelValues(opRegisterVersion.String(), string(model.ErrorCode(err))).Inc()
+		return Result{}, err
+	}
+	r.LeaseID = lease
+	r.Methods = slices.Clone(r.Methods)
+	o := newOp(ctx, opRegisterVersion, r.AppID, lease, guards)
+	o.reg = &r
+	return w.do(ctx, newRef(r.Namespace, r.Env), o)
 }
 
 // nextLease returns a lease id of at least from and above every id this
