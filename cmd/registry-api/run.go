@@ -17,9 +17,11 @@ import (
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/acme/registry-api/internal/endpoints"
 	"github.com/acme/registry-api/internal/follow"
 	httpapi "github.com/acme/registry-api/internal/http"
 	"github.com/acme/registry-api/internal/model"
@@ -83,6 +85,20 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The second source of the snapshot: the ready endpoints of the
+	// Services that version registrations name, followed by informers.
+	var followEndpoints func(context.Context)
+	if client != nil {
+		meta, err := metadata.NewForConfig(restCfg)
+		if err != nil {
+			return fmt.Errorf("metadata client: %w", err)
+		}
+		src, err := endpoints.New(endpoints.Options{Client: client, Metadata: meta, Snapshots: poller, Sink: poller.SetEndpoints, Log: log})
+		if err != nil {
+			return err
+		}
+		followEndpoints = src.Run
 	}
 	// One hub judges the route tables for every follower: event streams,
 	// blocked queries and route sync.
@@ -178,6 +194,14 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
+		if followEndpoints != nil {
+			endpointsDone := make(chan struct{})
+			go func() {
+				defer close(endpointsDone)
+				followEndpoints(ctx)
+			}()
+			defer func() { <-endpointsDone }()
+		}
 		poller.Run(ctx)
 	}()
 	serveErr := make(chan error, 1)

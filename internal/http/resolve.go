@@ -74,13 +74,14 @@ func resolve(env *model.EnvIndex, method, version string, live liveness) (body [
 	}
 	for i, n := range nodes {
 		view.Instances[i] = resolvedInstanceView{
-			Key:       n.Key,
-			LeaseID:   n.LeaseID,
-			Namespace: n.Namespace,
-			Version:   n.Version,
-			RunDate:   formatTime(n.RunDate),
-			Network:   newNetworkView(n.Network),
-			Kernel:    newKernelView(n.Kernel),
+			Key:          n.Key,
+			LeaseID:      n.LeaseID,
+			Namespace:    n.Namespace,
+			Version:      n.Version,
+			RunDate:      formatTime(n.RunDate),
+			Network:      newNetworkView(n.Network),
+			Kernel:       newKernelView(n.Kernel),
+			endpointView: newEndpointView(n),
 		}
 	}
 	if len(m.Claims) > 1 {

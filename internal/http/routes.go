@@ -48,7 +48,7 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 		r.Get("/v1/envs/{env}/methods/*", handleResolveMethod(snaps, live, s.follow))
 		r.Post("/v1/envs/{env}/resolve", handleResolveMethods(snaps, live))
 		r.Get("/v1/envs/{env}/apps/{appId}/instances/{leaseId}", handleGetInstance(snaps, live))
-		r.Get("/v1/envs/{env}/apps/{appId}/versions/{version}", handleGetVersion(snaps, live))
+		r.Get("/v1/envs/{env}/apps/{appId}/versions/{version}", handleGetVersion(snaps))
 		r.Get("/v1/envs/{env}/routes", handleEnvRoutes(live, s.follow))
 		r.Get("/v1/routes", handleAllRoutes(live, s.follow))
 		r.Get("/v1/envs/{env}/routes/events", handleRouteEvents(s.follow, false))

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
+	"slices"
+	"strings"
 
 	"github.com/acme/registry-api/internal/auth"
 	"github.com/acme/registry-api/internal/model"
@@ -19,23 +20,31 @@ import (
 // versionView is a version registration as GET answers it, and as PUT does
 // with written added.
 type versionView struct {
-	Env        string      `json:"env"`
-	AppID      string      `json:"app_id"`
-	Version    string      `json:"version"`
-	Namespace  string      `json:"namespace"`
-	Key        string      `json:"key"`
-	LeaseID    int64       `json:"lease_id,string"`
-	Keepalive  string      `json:"keepalive"`
-	Service    serviceView `json:"service"`
-	AliveWhile string      `json:"alive_while"`
-	Alive      bool        `json:"alive"`
-	RunDate    string      `json:"run_date"`
-	Network    networkView `json:"network"`
-	Kernel     kernelView  `json:"kernel"`
-	Methods    []string    `json:"methods"`
-	ProtoCount int         `json:"proto_count"`
+	Env        string              `json:"env"`
+	AppID      string              `json:"app_id"`
+	Version    string              `json:"version"`
+	Namespace  string              `json:"namespace"`
+	Key        string              `json:"key"`
+	LeaseID    int64               `json:"lease_id,string"`
+	Keepalive  string              `json:"keepalive"`
+	Service    serviceView         `json:"service"`
+	AliveWhile string              `json:"alive_while"`
+	Alive      bool                `json:"alive"`
+	Endpoints  []readyEndpointView `json:"endpoints"`
+	RunDate    string              `json:"run_date"`
+	Network    networkView         `json:"network"`
+	Kernel     kernelView          `json:"kernel"`
+	Methods    []string            `json:"methods"`
+	ProtoCount int                 `json:"proto_count"`
 	// Written is PUT's alone: false when the entry was already as sent.
 	Written *bool `json:"written,omitempty"`
+}
+
+// readyEndpointView is one endpoint that keeps a version registration alive.
+type readyEndpointView struct {
+	Pod      string `json:"pod"`
+	NodeName string `json:"node_name,omitempty"`
+	Zone     string `json:"zone,omitempty"`
 }
 
 // serviceView names the Kubernetes Service whose endpoints keep a version
@@ -45,8 +54,17 @@ type serviceView struct {
 	Name      string `json:"name"`
 }
 
-func newVersionView(n *model.Node, now time.Time, ttl time.Duration) versionView {
+// newVersionView renders the version registration n with the nodes the
+// index made of it, one per ready endpoint.
+func newVersionView(n *model.Node, indexed []*model.Node) versionView {
 	svc := serviceOf(n)
+	eps := make([]readyEndpointView, 0, len(indexed))
+	for _, in := range indexed {
+		if e := in.Endpoint; e != nil {
+			eps = append(eps, readyEndpointView{Pod: e.Pod, NodeName: e.Node, Zone: e.Zone})
+		}
+	}
+	slices.SortFunc(eps, func(a, b readyEndpointView) int { return strings.Compare(a.Pod, b.Pod) })
 	return versionView{
 		Env:        n.Env,
 		AppID:      n.AppID,
@@ -57,7 +75,8 @@ func newVersionView(n *model.Node, now time.Time, ttl time.Duration) versionView
 		Keepalive:  model.KeepaliveService,
 		Service:    serviceView{Namespace: svc.Namespace, Name: svc.Name},
 		AliveWhile: aliveWhile(svc, n.Version),
-		Alive:      n.Alive(now, ttl),
+		Alive:      len(eps) > 0,
+		Endpoints:  eps,
 		RunDate:    formatTime(n.RunDate),
 		Network:    newNetworkView(n.Network),
 		Kernel:     newKernelView(n.Kernel),
@@ -66,19 +85,14 @@ func newVersionView(n *model.Node, now time.Time, ttl time.Duration) versionView
 	}
 }
 
-// serviceOf is the Service a version registration names; a name without a
-// namespace is in the entry's own.
+// serviceOf is the Service a version registration names.
 func serviceOf(n *model.Node) model.ServiceRef {
-	svc, err := model.ParseServiceAddress(n.Network.Internal)
-	if err != nil {
-		// Written by hand past the API's check: the address is still the
-		// best guess of a name.
-		return model.ServiceRef{Namespace: n.Namespace, Name: n.Network.Internal}
+	if svc, ok := model.ServiceOfNode(n); ok {
+		return svc
 	}
-	if svc.Namespace == "" {
-		svc.Namespace = n.Namespace
-	}
-	return svc
+	// Written by hand past the API's check: the address is still the best
+	// guess of a name.
+	return model.ServiceRef{Namespace: n.Namespace, Name: n.Network.Internal}
 }
 
 // aliveWhile says, for the operator reading an answer, what keeps a version
@@ -115,7 +129,13 @@ func handlePutVersion(wd writeDeps) http.HandlerFunc {
 			writeFailure(w, r, err)
 			return
 		}
-		v := newVersionView(res.Node, wd.live.now(), wd.live.ttl)
+		// The write is in the snapshot already (the writer's OnWritten):
+		// its endpoints are the ones the index knows.
+		var indexed []*model.Node
+		if env := current(wd.snaps).Envs[env]; env != nil {
+			indexed = versionNodes(env.Apps[app], version)
+		}
+		v := newVersionView(res.Node, indexed)
 		written := !res.Unchanged
 		v.Written = &written
 		status := http.StatusOK
@@ -128,7 +148,7 @@ func handlePutVersion(wd writeDeps) http.HandlerFunc {
 }
 
 // handleGetVersion serves GET /v1/envs/{env}/apps/{appId}/versions/{version}.
-func handleGetVersion(src model.SnapshotSource, live liveness) http.HandlerFunc {
+func handleGetVersion(src model.SnapshotSource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		env, app, err := pathApp(w, r, src)
 		if err != nil {
@@ -136,17 +156,30 @@ func handleGetVersion(src model.SnapshotSource, live liveness) http.HandlerFunc 
 			return
 		}
 		version := pathParam(r, "version")
-		lease := model.VersionLeaseID(app.ID, version)
-		for _, n := range app.Nodes {
-			if n.LeaseID == lease && n.ServiceKept {
-				encode(w, r, http.StatusOK, newVersionView(n, live.now(), live.ttl))
-				return
-			}
+		if nodes := versionNodes(app, version); len(nodes) > 0 {
+			encode(w, r, http.StatusOK, newVersionView(nodes[0], nodes))
+			return
 		}
 		writeProblem(w, r, model.Errorf(model.CodeVersionNotFound,
 			"version %s of app %s is not registered in env %s (PUT /v1/envs/%s/apps/%s/versions/%s registers it)",
 			version, app.ID, env.Name, env.Name, app.ID, version))
 	}
+}
+
+// versionNodes are the nodes the index made of app's registration of
+// version: one per ready endpoint, or the entry alone.
+func versionNodes(app *model.App, version string) []*model.Node {
+	if app == nil {
+		return nil
+	}
+	lease := model.VersionLeaseID(app.ID, version)
+	var out []*model.Node
+	for _, n := range app.Nodes {
+		if n.LeaseID == lease && n.ServiceKept {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // handleDeleteVersion serves DELETE /v1/envs/{env}/apps/{appId}/versions/{version}.

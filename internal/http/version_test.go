@@ -252,3 +252,65 @@ func TestRegisterVersionPolicy(t *testing.T) {
 	wantStatus(t, wh.do(request{method: http.MethodPut, target: catalogV1Path, body: catalogBody}), http.StatusUnauthorized, model.CodeUnauthorized)
 	wantStatus(t, wh.do(request{method: http.MethodDelete, target: catalogV1Path, header: bearer("inventory")}), http.StatusNoContent, "")
 }
+
+// A version registration's instances in every view are its Service's ready
+// endpoints, and their number is its live count.
+func TestVersionInstancesAreReadyEndpoints(t *testing.T) {
+	wh := newWriteHarness(t, writeOptions{})
+	wantStatus(t, wh.do(request{method: http.MethodPut, target: catalogV1Path, body: catalogBody}), http.StatusCreated, "")
+	var body versionBody
+	decode(t, wh.get(catalogV1Path), &body)
+	if body.Alive {
+		t.Errorf("alive without a ready endpoint: %+v", body)
+	}
+	svc := model.ServiceRef{Namespace: "firefly", Name: "catalog-service"}
+	wh.poller.SetEndpoints(model.Endpoints{svc: {Labelled: true, Ready: []model.Endpoint{
+		{Pod: "catalog-7d9-a", Node: "node-1", Zone: "zone-a", Version: "v1"},
+		{Pod: "catalog-7d9-b", Version: "v1"},
+		{Pod: "catalog-8e1-c", Version: "v2"},
+	}}})
+
+	rec := wh.get(catalogV1Path)
+	wantStatus(t, rec, http.StatusOK, "")
+	var got struct {
+		Alive     bool                `json:"alive"`
+		Endpoints []readyEndpointView `json:"endpoints"`
+	}
+	decode(t, rec, &got)
+	if !got.Alive || len(got.Endpoints) != 2 || got.Endpoints[0] != (readyEndpointView{Pod: "catalog-7d9-a", NodeName: "node-1", Zone: "zone-a"}) {
+		t.Errorf("GET answered %+v: want alive by the two v1 endpoints", got)
+	}
+
+	var app struct {
+		Instances []struct {
+			Pod       string `json:"pod"`
+			Keepalive string `json:"keepalive"`
+			Alive     bool   `json:"alive"`
+		} `json:"instances"`
+	}
+	decode(t, wh.get("/v1/envs/prod/apps/catalog-service"), &app)
+	if len(app.Instances) != 2 || app.Instances[0].Pod != "catalog-7d9-a" || !app.Instances[1].Alive || app.Instances[1].Keepalive != "service" {
+		t.Errorf("app instances %+v: want the two ready v1 endpoints", app.Instances)
+	}
+	var routes struct {
+		Routes []struct {
+			Method  string `json:"method"`
+			Targets []struct {
+				Instances int `json:"instances"`
+			} `json:"targets"`
+		} `json:"routes"`
+	}
+	decode(t, wh.get("/v1/envs/prod/routes?app=catalog-service"), &routes)
+	if len(routes.Routes) != 2 || len(routes.Routes[0].Targets) != 1 || routes.Routes[0].Targets[0].Instances != 2 {
+		t.Errorf("routes %+v: want 2 instances behind each method", routes)
+	}
+	wantStatus(t, wh.get("/v1/envs/prod/methods/acme.catalog.v1.CatalogService/GetItem"), http.StatusOK, "")
+
+	// The pods go unready: the version stays registered, not alive.
+	wh.poller.SetEndpoints(model.Endpoints{})
+	decode(t, wh.get(catalogV1Path), &got)
+	if got.Alive || len(got.Endpoints) != 0 {
+		t.Errorf("GET answered %+v after the endpoints went", got)
+	}
+	wantStatus(t, wh.get("/v1/envs/prod/methods/acme.catalog.v1.CatalogService/GetItem"), http.StatusServiceUnavailable, model.CodeNoLiveInstances)
+}

@@ -160,21 +160,50 @@ type instanceView struct {
 	Kernel     kernelView  `json:"kernel"`
 	Methods    []string    `json:"methods"`
 	ProtoCount int         `json:"proto_count"`
+	endpointView
+}
+
+// endpointView names the ready endpoint an instance of a version
+// registration stands for; empty for every other instance.
+type endpointView struct {
+	// Keepalive is "service" for a version registration's instances.
+	Keepalive string `json:"keepalive,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	NodeName  string `json:"node_name,omitempty"`
+	Zone      string `json:"zone,omitempty"`
+}
+
+func newEndpointView(n *model.Node) endpointView {
+	if !n.ServiceKept {
+		return endpointView{}
+	}
+	v := endpointView{Keepalive: model.KeepaliveService}
+	if e := n.Endpoint; e != nil {
+		v.Pod, v.NodeName, v.Zone = e.Pod, e.Node, e.Zone
+	}
+	return v
 }
 
 func newInstanceView(n *model.Node, now time.Time, ttl time.Duration) instanceView {
+	// A version registration's age is its entry's: its liveness is its
+	// endpoints', which have no age.
+	age := now.Sub(n.Heartbeat())
+	if n.ServiceKept {
+		age = now.Sub(n.RunDate)
+	}
 	return instanceView{
-		Key:        n.Key,
-		LeaseID:    n.LeaseID,
-		Namespace:  n.Namespace,
-		Version:    n.Version,
-		RunDate:    formatTime(n.RunDate),
-		AgeSeconds: int64(now.Sub(n.Heartbeat()) / time.Second),
-		Alive:      n.Alive(now, ttl),
-		Network:    newNetworkView(n.Network),
-		Kernel:     newKernelView(n.Kernel),
-		Methods:    nonNil(n.Methods),
-		ProtoCount: n.ProtoCount,
+		Key:          n.Key,
+		LeaseID:      n.LeaseID,
+		Namespace:    n.Namespace,
+		Version:      n.Version,
+		RunDate:      formatTime(n.RunDate),
+		AgeSeconds:   int64(age / time.Second),
+		Alive:        n.Alive(now, ttl),
+		Network:      newNetworkView(n.Network),
+		Kernel:       newKernelView(n.Kernel),
+		Methods:      nonNil(n.Methods),
+		ProtoCount:   n.ProtoCount,
+		endpointView: newEndpointView(n),
 	}
 }
 
@@ -238,6 +267,7 @@ type resolvedInstanceView struct {
 	RunDate   string      `json:"run_date"`
 	Network   networkView `json:"network"`
 	Kernel    kernelView  `json:"kernel"`
+	endpointView
 }
 
 type conflictView struct {

@@ -3,6 +3,7 @@ package model
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -64,15 +65,25 @@ type EnvIndex struct {
 	Conflicts []string
 	Invalid   []Issue
 	Warnings  []Issue
-	// Nodes are every valid node of the env, freshest heartbeat first.
+	// Nodes are every valid node of the env, freshest heartbeat first. A
+	// version registration stands here, and in its app and claims, as one
+	// node per ready endpoint that keeps it alive, or as itself, not alive,
+	// without one.
 	Nodes []*Node
+	// Services are the Services that the env's version registrations name,
+	// sorted: whose endpoints the index was built with.
+	Services []ServiceRef
 	// routes memoizes the unfiltered route table (see Routes).
 	routes atomic.Pointer[RoutesMemo]
 }
 
-// BuildEnv indexes the entries of one env. Entries are read-only; the
-// returned index shares their nodes.
-func BuildEnv(name string, entries []Entry) *EnvIndex {
+// BuildEnv indexes the entries of one env, with no endpoint known.
+func BuildEnv(name string, entries []Entry) *EnvIndex { return BuildEnvWith(name, entries, nil) }
+
+// BuildEnvWith indexes the entries of one env, each version registration
+// standing for the endpoints of its Service in eps that keep it alive.
+// Entries are read-only; the returned index shares their nodes.
+func BuildEnvWith(name string, entries []Entry, eps Endpoints) *EnvIndex {
 	idx := &EnvIndex{
 		Name:    name,
 		Apps:    make(map[string]*App),
@@ -117,9 +128,30 @@ func BuildEnv(name string, entries []Entry) *EnvIndex {
 	sort.Strings(idx.Namespaces)
 
 	nodes := make([]*Node, 0, len(live))
+	services := make(map[ServiceRef]struct{})
 	for _, n := range live {
-		nodes = append(nodes, n)
+		if !n.ServiceKept {
+			nodes = append(nodes, n)
+			continue
+		}
+		svc, ok := ServiceOfNode(n)
+		if !ok {
+			nodes = append(nodes, n)
+			continue
+		}
+		services[svc] = struct{}{}
+		ready := eps[svc].For(n.Version)
+		if len(ready) == 0 {
+			nodes = append(nodes, n)
+			continue
+		}
+		for i := range ready {
+			ep := *n
+			ep.Endpoint = &ready[i]
+			nodes = append(nodes, &ep)
+		}
 	}
+	idx.Services = slices.SortedFunc(maps.Keys(services), compareServices)
 	slices.SortFunc(nodes, compareFreshestFirst)
 	idx.Nodes = nodes
 
@@ -192,7 +224,19 @@ func compareFreshestFirst(a, b *Node) int {
 		cmp.Compare(a.LeaseID, b.LeaseID),
 		cmp.Compare(a.Namespace, b.Namespace),
 		cmp.Compare(a.Key, b.Key),
+		cmp.Compare(endpointPod(a), endpointPod(b)),
 	)
+}
+
+func endpointPod(n *Node) string {
+	if n.Endpoint == nil {
+		return ""
+	}
+	return n.Endpoint.Pod
+}
+
+func compareServices(a, b ServiceRef) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 func sortedKeys(set map[string]struct{}) []string {
@@ -316,6 +360,18 @@ func (s *Snapshot) Resynced(syncedAt map[string]time.Time) *Snapshot {
 		out.Derived.Store(d)
 	}
 	return out
+}
+
+// Services are the Services that the snapshot's version registrations name,
+// sorted: whose endpoints keep them alive.
+func (s *Snapshot) Services() []ServiceRef {
+	set := make(map[ServiceRef]struct{})
+	for _, env := range s.Envs {
+		for _, svc := range env.Services {
+			set[svc] = struct{}{}
+		}
+	}
+	return slices.SortedFunc(maps.Keys(set), compareServices)
 }
 
 // EmptySnapshot is what readers see before the first sync.

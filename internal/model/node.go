@@ -77,12 +77,30 @@ type Node struct {
 	// ServiceKept marks a version registration (keepalive "service"): one
 	// entry for a version of an app, alive by its Service's ready endpoints.
 	ServiceKept bool
+	// Endpoint is set on the nodes an index makes of a version registration,
+	// one per ready endpoint of its Service that keeps it alive.
+	Endpoint *Endpoint
 }
+
+// readyHeartbeat is the heartbeat of a ready endpoint: it is alive for as
+// long as Kubernetes says it is ready, whatever the clock, and sorts before
+// every heartbeat of a run_date.
+var readyHeartbeat = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
 // Heartbeat is the instant the node's liveness counts from: its run_date, or,
 // for a run_date that was too far in the future when the reader first saw it,
-// that first sighting (see EffectiveHeartbeat).
+// that first sighting (see EffectiveHeartbeat). A version registration's
+// ready endpoint never expires, and a version registration without one is
+// never alive.
 func (n *Node) Heartbeat() time.Time {
+	if n.ServiceKept {
+		// Alive means ready: a version registration is alive by its
+		// endpoints alone, never by its run_date.
+		if n.Endpoint != nil {
+			return readyHeartbeat
+		}
+		return time.Time{}
+	}
 	if !n.ObservedAt.IsZero() {
 		return n.ObservedAt
 	}

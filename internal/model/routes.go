@@ -274,7 +274,12 @@ func (e *EnvIndex) NextExpiry(now time.Time, ttl time.Duration) time.Time {
 	// Alive while now <= heartbeat + ttl: dead a nanosecond later. The
 	// heartbeat, not run_date: a run_date ahead of the reader's clock counts
 	// from when it was read (Node.Heartbeat), as AliveCount judges it.
-	return e.Nodes[alive-1].Heartbeat().Add(ttl + time.Nanosecond)
+	last := e.Nodes[alive-1].Heartbeat()
+	if last.Equal(readyHeartbeat) {
+		// Every alive node is a ready endpoint: none expires with time.
+		return time.Time{}
+	}
+	return last.Add(ttl + time.Nanosecond)
 }
 
 // NextExpiry is the earliest NextExpiry of the snapshot's envs; zero when no

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,4 +85,69 @@ const serviceForms = "a version registration names its Kubernetes Service as svc
 // Kubernetes label value, since it must match the pods' version label.
 func ValidVersion(v string) bool {
 	return v != "" && len(validation.IsValidLabelValue(v)) == 0
+}
+
+// Endpoint is one ready endpoint of a Service, as its EndpointSlice and its
+// pod say; Node and Zone are empty where the slice does not tell them.
+type Endpoint struct {
+	Pod  string
+	Node string
+	Zone string
+	// Version is the pod's version label; empty without one.
+	Version string
+}
+
+// ServiceEndpoints are one Service's endpoints at one moment.
+type ServiceEndpoints struct {
+	// Ready are the ready, not terminating endpoints, sorted by pod.
+	Ready []Endpoint
+	// Labelled says that some pod behind the Service's endpoints, ready or
+	// not, carries a version label. Without one, every ready endpoint
+	// counts for every version registered on the Service.
+	Labelled bool
+}
+
+// For returns the endpoints that keep version of the Service alive.
+func (s *ServiceEndpoints) For(version string) []Endpoint {
+	if s == nil {
+		return nil
+	}
+	if !s.Labelled {
+		return s.Ready
+	}
+	var out []Endpoint
+	for _, e := range s.Ready {
+		if e.Version == version {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Equal reports whether two views of a Service's endpoints keep the same
+// versions alive with the same endpoints.
+func (s *ServiceEndpoints) Equal(o *ServiceEndpoints) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	return s.Labelled == o.Labelled && slices.Equal(s.Ready, o.Ready)
+}
+
+// Endpoints are the endpoints of the Services that version registrations
+// name, by Service; immutable once published. A Service absent from it has
+// no ready endpoint.
+type Endpoints map[ServiceRef]*ServiceEndpoints
+
+// ServiceOfNode is the Service a version registration names; a name without
+// a namespace is in the entry's own. ok is false for an entry whose
+// network.internal names no Service (written past the API's check).
+func ServiceOfNode(n *Node) (ServiceRef, bool) {
+	svc, err := ParseServiceAddress(n.Network.Internal)
+	if err != nil {
+		return ServiceRef{}, false
+	}
+	if svc.Namespace == "" {
+		svc.Namespace = n.Namespace
+	}
+	return svc, true
 }

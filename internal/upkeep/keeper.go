@@ -335,6 +335,9 @@ type entry struct {
 	// podNamespace (the registering ServiceAccount's namespace).
 	pod          *model.PodRef
 	podNamespace string
+	// serviceKept marks a version registration, alive by its Service's
+	// ready endpoints whatever its run_date.
+	serviceKept bool
 }
 
 // scan reads the entries of a registry ConfigMap.
@@ -349,7 +352,9 @@ func scan(cm *corev1.ConfigMap, zone *time.Location) []entry {
 		// An entry that is not a JSON object has no run_date and no pod.
 		if facts, ok := model.ReadEntryFacts([]byte(raw)); ok {
 			e.runDate = facts.RunDate(zone)
-			if own, err := facts.Ownership(); err == nil && own.PodBound() {
+			own, err := facts.Ownership()
+			e.serviceKept = err == nil && own.ServiceKept()
+			if err == nil && own.PodBound() {
 				e.pod = own.RegisteredBy.Pod
 				e.podNamespace = own.RegisteredBy.Namespace
 				if e.podNamespace == "" {
@@ -375,7 +380,8 @@ func compareTargets(a, b target) int {
 //   - one whose pod is gone, replaced, terminating or finished is removed;
 //   - one whose pods could not be listed is left to GC;
 //   - with GC on, any other entry whose heartbeat is older than gcAfter is
-//     removed, whoever wrote it. An entry whose run_date is too far in the
+//     removed, whoever wrote it, but for version registrations, which are
+//     alive by their endpoints and never removed by GC. An entry whose run_date is too far in the
 //     future counts from when its value was last seen to change, and is
 //     removed only if its value is still the same on the fresh copy.
 //
@@ -398,7 +404,9 @@ func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, 
 				continue
 			}
 		}
-		if gcAfter > 0 && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
+		// Nothing refreshes a version registration's run_date: its
+		// liveness is its endpoints', which GC does not judge.
+		if gcAfter > 0 && !e.serviceKept && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
 			act := write.UpkeepAction{Kind: write.RemoveStale, Key: e.key, StaleBefore: staleBefore}
 			if e.ahead {
 				act.Value = e.raw

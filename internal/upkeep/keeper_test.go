@@ -428,6 +428,8 @@ func TestPlan(t *testing.T) {
 		{namespace: "team-b", env: "qa", key: "qa-stale", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour)},
 		ahead("ahead-stale", now.Add(-gcAfter-time.Nanosecond)),
 		ahead("ahead-young", now.Add(-gcAfter)),
+		// A version registration: alive by its endpoints, never GC's.
+		{namespace: "firefly", env: "prod", key: "version", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour), serviceKept: true},
 	}
 	got := plan(found, pods, now, gcAfter)
 	var lines []string
@@ -622,5 +624,17 @@ func TestCycleNeverRemovesAJustHeartbeatedFutureEntry(t *testing.T) {
 	}
 	if _, ok := f.data(t, "firefly", "prod")["ahead.1"]; !ok {
 		t.Fatal("removed at its first sighting after a heartbeat")
+	}
+}
+
+func TestScanMarksVersionRegistrations(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "firefly", Name: "ff-registry-prod"}, Data: map[string]string{
+		"catalog-service.1": `{"lease_id":1,"run_date":"2026-11-26 12:00:00","meta":{"env":"prod","app_id":"catalog-service","version":"v1"},"keepalive":"service"}`,
+		"catalog-service.2": `{"lease_id":2,"run_date":"2026-11-26 12:00:00","meta":{"env":"prod","app_id":"catalog-service","version":"v1"}}`,
+	}}
+	for _, e := range scan(cm, time.UTC) {
+		if want := e.key == "catalog-service.1"; e.serviceKept != want {
+			t.Errorf("%s: serviceKept %v, want %v", e.key, e.serviceKept, want)
+		}
 	}
 }

@@ -116,6 +116,9 @@ type Poller struct {
 	envs       map[string]*model.EnvIndex
 	syncedAt   map[string]time.Time
 	failures   map[string]int // consecutive failed polls per namespace
+	// endpoints are the Services' endpoints that version registrations are
+	// indexed with (SetEndpoints).
+	endpoints model.Endpoints
 
 	current atomic.Pointer[model.Snapshot]
 	// published is closed, and replaced, after each new snapshot is stored.
@@ -300,6 +303,30 @@ func (p *Poller) Apply(cm *corev1.ConfigMap) {
 	p.rebuild(dirty)
 }
 
+// SetEndpoints indexes version registrations with eps from now on: the envs
+// that name a Service whose endpoints changed are rebuilt and published, and
+// nothing is read from the API server. It is the second source of the
+// snapshot beside the ConfigMaps (internal/endpoints feeds it).
+func (p *Poller) SetEndpoints(eps model.Endpoints) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := p.endpoints
+	p.endpoints = eps
+	dirty := make(map[string]struct{})
+	for name, idx := range p.envs {
+		for _, svc := range idx.Services {
+			if !prev[svc].Equal(eps[svc]) {
+				dirty[name] = struct{}{}
+				break
+			}
+		}
+	}
+	if len(dirty) == 0 {
+		return
+	}
+	p.rebuild(dirty)
+}
+
 func (p *Poller) watches(namespace string) bool {
 	return p.opts.Namespaces.Has(namespace)
 }
@@ -424,7 +451,7 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 				delete(p.envs, env)
 				continue
 			}
-			idx := model.BuildEnv(env, byEnv[env])
+			idx := model.BuildEnvWith(env, byEnv[env], p.endpoints)
 			// An empty ConfigMap still places the env in its namespace.
 			idx.Namespaces = p.namespacesOf(env)
 			p.envs[env] = idx
