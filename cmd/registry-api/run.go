@@ -82,6 +82,9 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 		Parse:      model.ParseOptions{Zone: cfg.zone, MaxClockSkew: cfg.MaxClockSkew},
 		Log:        log,
 		Registerer: reg,
+		// Against a cluster, an informer reads the endpoints that keep
+		// version registrations alive: not ready before it has.
+		AwaitEndpoints: client != nil,
 	})
 	if err != nil {
 		return err

@@ -231,7 +231,7 @@ func (s *Source) view(wanted []model.ServiceRef) (model.Endpoints, bool) {
 // several slices (one per address family) counts once.
 func Of(eps []*discoveryv1.EndpointSlice, versionOf func(pod string) string) *model.ServiceEndpoints {
 	out := &model.ServiceEndpoints{}
-	seen := make(map[string]struct{})
+	at := make(map[string]int)
 	for _, es := range eps {
 		for _, e := range es.Endpoints {
 			name := endpointName(e)
@@ -246,11 +246,9 @@ func Of(eps []*discoveryv1.EndpointSlice, versionOf func(pod string) string) *mo
 				out.Labelled = true
 			}
 			c := e.Conditions
-			ready := (c.Ready == nil || *c.Ready) && (c.Terminating == nil || !*c.Terminating)
-			if _, dup := seen[name]; dup || !ready {
+			if (c.Ready != nil && !*c.Ready) || (c.Terminating != nil && *c.Terminating) {
 				continue
 			}
-			seen[name] = struct{}{}
 			ep := model.Endpoint{Pod: name, Version: version}
 			if e.NodeName != nil {
 				ep.Node = *e.NodeName
@@ -258,6 +256,14 @@ func Of(eps []*discoveryv1.EndpointSlice, versionOf func(pod string) string) *mo
 			if e.Zone != nil {
 				ep.Zone = *e.Zone
 			}
+			if i, dup := at[name]; dup {
+				// Another address family's slice: what either tells.
+				have := &out.Ready[i]
+				have.Node = cmp.Or(have.Node, ep.Node)
+				have.Zone = cmp.Or(have.Zone, ep.Zone)
+				continue
+			}
+			at[name] = len(out.Ready)
 			out.Ready = append(out.Ready, ep)
 		}
 	}

@@ -106,7 +106,7 @@ func TestEndpointsReachTheSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poller, err := watch.New(mem, watch.Options{Namespaces: []string{"firefly"}})
+	poller, err := watch.New(mem, watch.Options{Namespaces: []string{"firefly"}, AwaitEndpoints: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,9 @@ func TestEndpointsReachTheSnapshot(t *testing.T) {
 	}
 	if got := pods(poller.Snapshot(), "prod", "catalog-service", "v1"); len(got) != 0 {
 		t.Fatalf("instances %v before any endpoint is known", got)
+	}
+	if poller.Snapshot().Ready() {
+		t.Fatal("ready before the endpoints were read: every version would look down")
 	}
 
 	client := fake.NewClientset(
@@ -153,6 +156,9 @@ func TestEndpointsReachTheSnapshot(t *testing.T) {
 		})
 	}
 	want("v1: the ready pod labelled v1", "catalog-service", "v1", "cat-1")
+	if !poller.Snapshot().Ready() {
+		t.Error("not ready once the endpoints were read")
+	}
 	want("v2: the ready pod labelled v2, not the terminating one", "catalog-service", "v2", "cat-4")
 	want("no pod of the Service has a version label: every ready endpoint", "audit", "v1", "audit-1", "audit-2")
 
@@ -181,9 +187,10 @@ func TestEndpointsReachTheSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("v1 after the flip", "catalog-service", "v1", "cat-2")
+	// The snapshot is stored before its announcement: wait for it.
 	select {
 	case <-published:
-	default:
+	case <-time.After(10 * time.Second):
 		t.Error("the change was not announced to followers")
 	}
 	after, err := mem.Get(ctx, "firefly", "ff-registry-prod")

@@ -311,6 +311,10 @@ type Snapshot struct {
 	NamespaceSyncedAt map[string]time.Time
 	// Namespaces are the watched namespaces.
 	Namespaces Watched
+	// AwaitingEndpoints says that the endpoints of the Services version
+	// registrations name have not been read yet: until they are, the
+	// snapshot is not ready, so that no version is reported down for it.
+	AwaitingEndpoints bool
 	// Derived is what readers derive from the snapshot (every env's routes,
 	// rendered).
 	Derived Derived
@@ -355,7 +359,7 @@ func (d *Derived) LoadOrStore(x any) any {
 // for it too and is carried over, so that a poll at rest costs no reader a
 // rendering.
 func (s *Snapshot) Resynced(syncedAt map[string]time.Time) *Snapshot {
-	out := &Snapshot{Envs: s.Envs, EnvNames: s.EnvNames, NamespaceSyncedAt: syncedAt, Namespaces: s.Namespaces}
+	out := &Snapshot{Envs: s.Envs, EnvNames: s.EnvNames, NamespaceSyncedAt: syncedAt, Namespaces: s.Namespaces, AwaitingEndpoints: s.AwaitingEndpoints}
 	if d := s.Derived.Load(); d != nil {
 		out.Derived.Store(d)
 	}
@@ -399,8 +403,9 @@ func (s *Snapshot) oldestSync(namespaces []string) time.Time {
 	return oldest
 }
 
-// Ready reports whether every watched namespace has been read at least once.
-func (s *Snapshot) Ready() bool { return !s.SyncedAt().IsZero() }
+// Ready reports whether every watched namespace has been read at least once,
+// and the endpoints of version registrations too.
+func (s *Snapshot) Ready() bool { return !s.AwaitingEndpoints && !s.SyncedAt().IsZero() }
 
 // EnvSyncedAt is the oldest last successful read among the env's namespaces.
 // Zero until all of them synced.

@@ -63,6 +63,10 @@ type Options struct {
 	Log   zerolog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// AwaitEndpoints holds snapshots not ready until the first SetEndpoints,
+	// for a replica whose version registrations are kept alive by
+	// endpoints that a source (internal/endpoints) is reading.
+	AwaitEndpoints bool
 	// Registerer receives the poller's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -119,6 +123,8 @@ type Poller struct {
 	// endpoints are the Services' endpoints that version registrations are
 	// indexed with (SetEndpoints).
 	endpoints model.Endpoints
+	// endpointsSet says that SetEndpoints has been called.
+	endpointsSet bool
 
 	current atomic.Pointer[model.Snapshot]
 	// published is closed, and replaced, after each new snapshot is stored.
@@ -312,6 +318,8 @@ func (p *Poller) SetEndpoints(eps model.Endpoints) {
 	defer p.mu.Unlock()
 	prev := p.endpoints
 	p.endpoints = eps
+	first := !p.endpointsSet
+	p.endpointsSet = true
 	dirty := make(map[string]struct{})
 	for name, idx := range p.envs {
 		for _, svc := range idx.Services {
@@ -321,10 +329,15 @@ func (p *Poller) SetEndpoints(eps model.Endpoints) {
 			}
 		}
 	}
-	if len(dirty) == 0 {
+	if len(dirty) == 0 && !first {
 		return
 	}
 	p.rebuild(dirty)
+	if first && len(dirty) == 0 {
+		// Nothing to re-index, yet the snapshot becomes ready: announce it.
+		next := make(chan struct{})
+		close(*p.published.Swap(&next))
+	}
 }
 
 func (p *Poller) watches(namespace string) bool {
@@ -458,10 +471,13 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 		}
 	}
 	prev := p.current.Load()
+	awaiting := p.opts.AwaitEndpoints && !p.endpointsSet
 	if len(dirty) == 0 {
 		// Only the sync times moved: readers see them, and nobody is woken
 		// for data that did not change.
-		p.current.Store(prev.Resynced(maps.Clone(p.syncedAt)))
+		next := prev.Resynced(maps.Clone(p.syncedAt))
+		next.AwaitingEndpoints = awaiting
+		p.current.Store(next)
 		return
 	}
 	p.current.Store(&model.Snapshot{
@@ -469,6 +485,7 @@ func (p *Poller) rebuild(dirty map[string]struct{}) {
 		EnvNames:          slices.Sorted(maps.Keys(p.envs)),
 		NamespaceSyncedAt: maps.Clone(p.syncedAt),
 		Namespaces:        prev.Namespaces,
+		AwaitingEndpoints: awaiting,
 	})
 	// Stored first: whoever took the old channel before reading the old
 	// snapshot is woken after the new one is readable.

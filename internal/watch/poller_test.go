@@ -813,3 +813,34 @@ func TestPollDoesNotReadBackAnAppliedWrite(t *testing.T) {
 		t.Fatal("the applied write is gone after a poll")
 	}
 }
+
+// A replica that reads endpoints is not ready before it has, even with no
+// version registration to index: nothing to re-index, yet it is announced.
+func TestAwaitEndpoints(t *testing.T) {
+	mem, err := store.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(mem, Options{Namespaces: []string{"firefly"}, AwaitEndpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Poll(t.Context())
+	if p.Snapshot().Ready() {
+		t.Fatal("ready before SetEndpoints")
+	}
+	published := p.Published()
+	p.SetEndpoints(model.Endpoints{})
+	if !p.Snapshot().Ready() {
+		t.Error("not ready after SetEndpoints")
+	}
+	select {
+	case <-published:
+	default:
+		t.Error("becoming ready was not announced")
+	}
+	p.Poll(t.Context())
+	if !p.Snapshot().Ready() {
+		t.Error("a later poll made the snapshot unready again")
+	}
+}
