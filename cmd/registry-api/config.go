@@ -63,6 +63,7 @@ type Config struct {
 	MaxFollowers int `envconfig:"REGISTRY_MAX_FOLLOWERS" desc:"open route event streams and blocked queries this replica holds at most; beyond it they answer 503 too_many_followers (ordinary requests are not counted)"`
 
 	GCAfter                  time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
+	VersionRefresh           bool          `envconfig:"REGISTRY_VERSION_REFRESH" desc:"the leader refreshes the run_date of version registrations whose Service has ready endpoints every REGISTRY_TTL/2, for the Go library's readers; false writes nothing for them"`
 	LeaderLeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
 	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
 	LeaderLeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
@@ -115,6 +116,7 @@ func defaultConfig() Config {
 		TokenAudiences:           []string{defaultServiceName},
 		MaxFollowers:             follow.DefaultMaxFollowers,
 		GCAfter:                  upkeep.DefaultGCAfter,
+		VersionRefresh:           true,
 		LeaderLeaseName:          defaultServiceName,
 		LeaderLeaseDuration:      election.DefaultLeaseDuration,
 		LeaderLeaseRenewDeadline: election.DefaultRenewDeadline,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/acme/registry-api/internal/election"
+	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/routesync"
 	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/upkeep"
@@ -23,7 +24,7 @@ import (
 // GC and, when on, route sync. Against an API server it runs on the elected leader only; on the
 // memory store, a single process, it runs here, and only GC has anything to
 // do. It stops when ctx ends; the returned function stops it and waits.
-func startLeader(ctx context.Context, cfg settings, st store.Store, client kubernetes.Interface,
+func startLeader(ctx context.Context, cfg settings, st store.Store, client kubernetes.Interface, snaps model.SnapshotSource,
 	writer *write.Writer, routeSync *routesync.Syncer, log zerolog.Logger, reg prometheus.Registerer) (func(), error) {
 	opts := upkeep.Options{
 		ConfigMaps: st,
@@ -31,7 +32,11 @@ func startLeader(ctx context.Context, cfg settings, st store.Store, client kuber
 		Namespaces: cfg.namespaces,
 		Interval:   cfg.TTL / 2,
 		GCAfter:    cfg.GCAfter,
-		Zone:       cfg.zone,
+		// Which version registrations have ready endpoints, as the index
+		// says: refreshed while they have, never removed then.
+		Snapshots:       snaps,
+		RefreshVersions: cfg.VersionRefresh,
+		Zone:            cfg.zone,
 		// The leader judges a future run_date as the poller does.
 		MaxClockSkew: cfg.MaxClockSkew,
 		Log:          log,

@@ -163,7 +163,7 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 		// The leader's work stops as soon as ctx ends, releasing the lease so
 		// that another replica takes over; this waits for it before the
 		// writer it uses is closed.
-		stopUpkeep, err := startLeader(ctx, cfg, st, client, writer, routeSync, log, reg)
+		stopUpkeep, err := startLeader(ctx, cfg, st, client, poller, writer, routeSync, log, reg)
 		if err != nil {
 			return err
 		}

@@ -81,6 +81,15 @@ type Options struct {
 	Interval time.Duration
 	// GCAfter removes entries whose run_date is older; 0 disables GC.
 	GCAfter time.Duration
+	// Snapshots say which version registrations have ready endpoints (the
+	// index's nodes of them that stand for an endpoint). GC never removes
+	// one that has; nil spares every version registration.
+	Snapshots model.SnapshotSource
+	// RefreshVersions rewrites, every cycle, the run_date of the version
+	// registrations that have ready endpoints, in the same write per
+	// ConfigMap as pod keepalive, for the Go library's readers; it stops
+	// with their last ready endpoint. Needs Snapshots.
+	RefreshVersions bool
 	// Zone is where run_date values without a zone are read; nil is UTC.
 	Zone *time.Location
 	// MaxClockSkew is how far ahead of the clock a run_date may be and still
@@ -199,7 +208,8 @@ func (k *Keeper) Cycle(ctx context.Context) error {
 
 	now := k.opts.Now()
 	k.observe(found, now)
-	plans := plan(found, pods, now, k.opts.GCAfter)
+	p := policy{gcAfter: k.opts.GCAfter, ready: readyVersions(k.opts.Snapshots), refreshVersions: k.opts.RefreshVersions}
+	plans := plan(found, pods, now, p)
 	for _, t := range slices.SortedFunc(maps.Keys(plans), compareTargets) {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -298,6 +308,10 @@ func (k *Keeper) report(t target, applied []write.UpkeepOutcome, now time.Time) 
 			refreshed++
 			k.m.refreshed.Inc()
 			continue
+		case write.KeepVersionAlive:
+			refreshed++
+			k.m.versionsKept.Inc()
+			continue
 		case write.RemoveStale:
 			k.m.gcRemoved.Inc()
 		case write.RemovePodGone:
@@ -318,7 +332,7 @@ func (k *Keeper) report(t target, applied []write.UpkeepOutcome, now time.Time) 
 		}
 	}
 	if refreshed > 0 {
-		k.log.Debug().Str("env", t.env).Str("namespace", t.namespace).Int("entries", refreshed).Msg("kept pod-bound entries alive")
+		k.log.Debug().Str("env", t.env).Str("namespace", t.namespace).Int("entries", refreshed).Msg("kept pod-bound entries and version registrations alive")
 	}
 }
 
@@ -367,6 +381,35 @@ func scan(cm *corev1.ConfigMap, zone *time.Location) []entry {
 	return out
 }
 
+// entryRef names one entry of one registry ConfigMap.
+type entryRef struct{ namespace, env, key string }
+
+// readyVersions are the version registrations of the current snapshot that
+// have a ready endpoint; nil without snapshots.
+func readyVersions(src model.SnapshotSource) map[entryRef]bool {
+	if src == nil {
+		return nil
+	}
+	out := make(map[entryRef]bool)
+	for _, env := range src.Snapshot().Envs {
+		for _, n := range env.Nodes {
+			if n.ServiceKept && n.Endpoint != nil {
+				out[entryRef{n.Namespace, env.Name, n.Key}] = true
+			}
+		}
+	}
+	return out
+}
+
+// policy is what plan decides by besides what a cycle read.
+type policy struct {
+	gcAfter time.Duration
+	// ready are the version registrations with ready endpoints; nil when
+	// unknown, which spares them all.
+	ready           map[entryRef]bool
+	refreshVersions bool
+}
+
 // target is one registry ConfigMap.
 type target struct{ namespace, env string }
 
@@ -379,14 +422,16 @@ func compareTargets(a, b target) int {
 //     finished) is kept alive;
 //   - one whose pod is gone, replaced, terminating or finished is removed;
 //   - one whose pods could not be listed is left to GC;
+//   - a version registration with a ready endpoint is refreshed (with
+//     refreshVersions) and never removed; unknown readiness spares it too;
 //   - with GC on, any other entry whose heartbeat is older than gcAfter is
-//     removed, whoever wrote it, but for version registrations, which are
-//     alive by their endpoints and never removed by GC. An entry whose run_date is too far in the
+//     removed, whoever wrote it. An entry whose run_date is too far in the
 //     future counts from when its value was last seen to change, and is
 //     removed only if its value is still the same on the fresh copy.
 //
 // pods holds, per namespace that could be listed, its pods by name.
-func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, gcAfter time.Duration) map[target][]write.UpkeepAction {
+func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, p policy) map[target][]write.UpkeepAction {
+	gcAfter := p.gcAfter
 	out := make(map[target][]write.UpkeepAction)
 	add := func(e entry, a write.UpkeepAction) {
 		t := target{e.namespace, e.env}
@@ -404,9 +449,18 @@ func plan(found []entry, pods map[string]map[string]*corev1.Pod, now time.Time, 
 				continue
 			}
 		}
-		// Nothing refreshes a version registration's run_date: its
-		// liveness is its endpoints', which GC does not judge.
-		if gcAfter > 0 && !e.serviceKept && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
+		if e.serviceKept {
+			// Alive by its endpoints: refreshed while it has one, and never
+			// removed then; without one it ages like any entry.
+			ready := p.ready == nil || p.ready[entryRef{e.namespace, e.env, e.key}]
+			if p.ready != nil && ready && p.refreshVersions {
+				add(e, write.UpkeepAction{Kind: write.KeepVersionAlive, Key: e.key})
+			}
+			if ready {
+				continue
+			}
+		}
+		if gcAfter > 0 && !e.heartbeat.IsZero() && e.heartbeat.Before(staleBefore) {
 			act := write.UpkeepAction{Kind: write.RemoveStale, Key: e.key, StaleBefore: staleBefore}
 			if e.ahead {
 				act.Value = e.raw

@@ -428,10 +428,14 @@ func TestPlan(t *testing.T) {
 		{namespace: "team-b", env: "qa", key: "qa-stale", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour)},
 		ahead("ahead-stale", now.Add(-gcAfter-time.Nanosecond)),
 		ahead("ahead-young", now.Add(-gcAfter)),
-		// A version registration: alive by its endpoints, never GC's.
-		{namespace: "firefly", env: "prod", key: "version", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour), serviceKept: true},
+		// Version registrations: refreshed and never removed while ready;
+		// without a ready endpoint they age like any entry.
+		{namespace: "firefly", env: "prod", key: "version-ready", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour), serviceKept: true},
+		{namespace: "firefly", env: "prod", key: "version-down", runDate: now.Add(-time.Hour), heartbeat: now.Add(-time.Hour), serviceKept: true},
+		{namespace: "firefly", env: "prod", key: "version-down-young", runDate: now, heartbeat: now, serviceKept: true},
 	}
-	got := plan(found, pods, now, gcAfter)
+	ready := map[entryRef]bool{{"firefly", "prod", "version-ready"}: true}
+	got := plan(found, pods, now, policy{gcAfter: gcAfter, ready: ready, refreshVersions: true})
 	var lines []string
 	for _, tg := range []target{{"firefly", "prod"}, {"team-b", "qa"}} {
 		for _, a := range got[tg] {
@@ -452,6 +456,8 @@ func TestPlan(t *testing.T) {
 		"firefly/prod pod_gone:other-uid",
 		"firefly/prod stale:stale",
 		"firefly/prod stale:unknown-ns",
+		"firefly/prod stale:version-down",
+		"firefly/prod version_keepalive:version-ready",
 		"team-b/qa stale:qa-stale",
 	}
 	if !slices.Equal(lines, want) {
@@ -460,8 +466,20 @@ func TestPlan(t *testing.T) {
 	if len(got) != 2 {
 		t.Errorf("plan targets %d ConfigMaps, want 2", len(got))
 	}
-	if p := plan(found, pods, now, 0); len(p[target{"team-b", "qa"}]) != 0 {
+	if p := plan(found, pods, now, policy{ready: ready, refreshVersions: true}); len(p[target{"team-b", "qa"}]) != 0 {
 		t.Errorf("GC disabled, yet planned %v", p)
+	}
+	// The refresh off: a ready version is neither refreshed nor removed.
+	// Its readiness unknown: none is removed.
+	for name, p := range map[string]policy{
+		"refresh off":       {gcAfter: gcAfter, ready: ready},
+		"readiness unknown": {gcAfter: gcAfter, refreshVersions: true},
+	} {
+		for _, a := range plan(found, pods, now, p)[target{"firefly", "prod"}] {
+			if strings.HasPrefix(a.Key, "version-ready") || (p.ready == nil && strings.HasPrefix(a.Key, "version")) {
+				t.Errorf("%s: planned %s of %s", name, a.Kind, a.Key)
+			}
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ type metrics struct {
 	gcRemoved      prometheus.Counter
 	podGoneRemoved prometheus.Counter
 	refreshed      prometheus.Counter
+	versionsKept   prometheus.Counter
 	cycles         *prometheus.CounterVec
 }
 
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "registry_api_keepalive_refreshed_total",
 			Help: "Run_date refreshes of pod-bound registry entries by the leader while their pods run.",
 		}),
+		versionsKept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "registry_api_version_refreshed_total",
+			Help: "Run_date refreshes of version registrations by the leader while their Service has ready endpoints (REGISTRY_VERSION_REFRESH).",
+		}),
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "registry_api_upkeep_cycles_total",
 			Help: "Upkeep cycles (keepalive and GC) run by the leader, by result (ok, error).",
@@ -43,6 +48,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.refreshed, err = sharedmetrics.Register(reg, m.refreshed); err != nil {
+		return nil, err
+	}
+	if m.versionsKept, err = sharedmetrics.Register(reg, m.versionsKept); err != nil {
 		return nil, err
 	}
 	if m.cycles, err = sharedmetrics.Register(reg, m.cycles); err != nil {

@@ -21,6 +21,10 @@ const (
 	// RemoveStale removes an entry whose run_date is still before
 	// StaleBefore, or, when Value is set, whose value is still Value.
 	RemoveStale
+	// KeepVersionAlive rewrites the run_date of a version registration
+	// (keepalive "service") whose Service has ready endpoints, so that the
+	// Go library's readers, which judge by run_date, see it alive.
+	KeepVersionAlive
 )
 
 func (k UpkeepKind) String() string {
@@ -31,6 +35,8 @@ func (k UpkeepKind) String() string {
 		return "pod_gone"
 	case RemoveStale:
 		return "stale"
+	case KeepVersionAlive:
+		return "version_keepalive"
 	default:
 		return fmt.Sprintf("UpkeepKind(%d)", int(k))
 	}
@@ -124,6 +130,15 @@ func (a *applier) upkeep(act UpkeepAction) (UpkeepOutcome, bool) {
 		}
 		// As for heartbeats: refreshing an entry readers skip keeps nothing alive.
 		if _, _, err := model.ParseEntry(a.ref.namespace, a.ref.env, act.Key, []byte(fresh), model.ParseOptions{Zone: a.zone}); err != nil {
+			return UpkeepOutcome{}, false
+		}
+		a.set(act.Key, fresh, true)
+	case KeepVersionAlive:
+		if own, err := facts.Ownership(); err != nil || !own.ServiceKept() {
+			return UpkeepOutcome{}, false
+		}
+		fresh, ok := model.RefreshEntry(raw, a.runDate)
+		if !ok {
 			return UpkeepOutcome{}, false
 		}
 		a.set(act.Key, fresh, true)

@@ -241,3 +241,42 @@ func TestUpkeepRemovesAFutureEntryOnlyWhileUnchanged(t *testing.T) {
 		t.Error("the future-dated entry whose value changed was removed")
 	}
 }
+
+// The leader refreshes a version registration's run_date, and nothing else,
+// in the one write; an entry that is no version registration (any more) is
+// left alone.
+func TestUpkeepKeepsVersionsAlive(t *testing.T) {
+	now := t0.Add(time.Hour)
+	f, err := model.DecodeFields([]byte(libraryEntry(t, "prod", "catalog", 7, t0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetJSON(model.MemberKeepalive, model.KeepaliveService); err != nil {
+		t.Fatal(err)
+	}
+	version := string(f.Bytes())
+	cs := &countingStore{Store: newMemory(t, configMap("firefly", "prod", map[string]string{
+		"catalog.7": version,
+		"library.8": libraryEntry(t, "prod", "library", 8, t0),
+	}))}
+	w := newWriter(t, Options{Store: cs, Now: fixedClock(now)})
+	applied, err := w.ApplyUpkeep(context.Background(), "firefly", "prod", []UpkeepAction{
+		{Kind: KeepVersionAlive, Key: "catalog.7"},
+		{Kind: KeepVersionAlive, Key: "library.8"},
+		{Kind: KeepVersionAlive, Key: "absent.9"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 1 || applied[0].Key != "catalog.7" || cs.updates.Load() != 1 {
+		t.Fatalf("applied %+v in %d updates, want catalog.7 alone in 1", applied, cs.updates.Load())
+	}
+	data := getData(t, cs, "firefly", "prod")
+	want, _ := model.RefreshEntry(version, model.FormatRunDate(now, time.UTC))
+	if data["catalog.7"] != want {
+		t.Errorf("catalog.7 = %s, want only its run_date refreshed: %s", data["catalog.7"], want)
+	}
+	if data["library.8"] != libraryEntry(t, "prod", "library", 8, t0) {
+		t.Errorf("library.8 was changed: %s", data["library.8"])
+	}
+}
