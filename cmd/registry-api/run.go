@@ -90,8 +90,20 @@ func serve(ctx context.Context, cfg settings, stdout io.Writer) error {
 		return err
 	}
 	// The second source of the snapshot: the ready endpoints of the
-	// Services that version registrations name, followed by informers.
+	// Services that version registrations name, followed by informers; on
+	// the memory store, the seed's EndpointSlices and Pods stand in.
 	var followEndpoints func(context.Context)
+	if client == nil && cfg.Seed != "" {
+		data, err := os.ReadFile(cfg.Seed)
+		if err != nil {
+			return fmt.Errorf("REGISTRY_SEED=%q: %w", cfg.Seed, err)
+		}
+		eps, err := endpoints.SeedEndpoints(data)
+		if err != nil {
+			return fmt.Errorf("REGISTRY_SEED=%q: %w", cfg.Seed, err)
+		}
+		poller.SetEndpoints(eps)
+	}
 	if client != nil {
 		meta, err := metadata.NewForConfig(restCfg)
 		if err != nil {

@@ -135,6 +135,12 @@ func TestServeEndToEndOnMemoryStore(t *testing.T) {
 	if len(apps) != 5 {
 		t.Errorf("prod apps = %d, want 5 (four of instances, catalog-service's version registration)", len(apps))
 	}
+	// The seed's EndpointSlices stand in for the cluster's: two ready pods
+	// keep catalog-service v1 alive.
+	version := decode(get("/v1/envs/prod/apps/catalog-service/versions/v1", http.StatusOK))
+	if eps, _ := version["endpoints"].([]any); version["alive"] != true || len(eps) != 2 {
+		t.Errorf("catalog-service v1 = %v, want alive by its two ready endpoints", version)
+	}
 	app := decode(get("/v1/envs/prod/apps/user-service", http.StatusOK))
 	if inst := app["instances"].([]any); len(inst) != 2 {
 		t.Errorf("user-service instances = %d, want 2 alive", len(inst))

@@ -13,7 +13,9 @@ import (
 )
 
 // LoadSeedFile reads ConfigMaps in the shapes `kubectl get cm -o yaml|json`
-// prints: one object, several `---` documents, or a v1 List. Errors name the
+// prints: one object, several `---` documents, or a v1 List. EndpointSlices
+// and Pods among them are skipped: they stand in for a cluster's endpoints
+// (see endpoints.SeedEndpoints). Errors name the
 // file, the document number (from 1) and the reason.
 func LoadSeedFile(path string) ([]corev1.ConfigMap, error) {
 	data, err := os.ReadFile(path)
@@ -79,10 +81,14 @@ func decodeSeedObject(raw []byte) ([]corev1.ConfigMap, error) {
 			out = append(out, cm)
 		}
 		return out, nil
+	case "EndpointSlice", "Pod":
+		// The demo's stand-in for a cluster's endpoints, read by
+		// internal/endpoints (SeedEndpoints); no ConfigMap here.
+		return nil, nil
 	case "":
-		return nil, errors.New("no kind: want ConfigMap or List")
+		return nil, errors.New("no kind: want ConfigMap, List, EndpointSlice or Pod")
 	default:
-		return nil, fmt.Errorf("kind %s: want ConfigMap or List", head.Kind)
+		return nil, fmt.Errorf("kind %s: want ConfigMap, List, EndpointSlice or Pod", head.Kind)
 	}
 }
 
