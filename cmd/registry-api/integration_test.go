@@ -735,6 +735,11 @@ var rbacMatrix = []struct {
 	// Keepalive of pod-bound entries: read the pods of the watched namespace.
 	{"get", "pods", deployNamespace, true},
 	{"list", "pods", deployNamespace, true},
+	// Version registrations: the informers of EndpointSlices and pods'
+	// metadata in the watched namespace.
+	{"watch", "pods", deployNamespace, true},
+	{"list", "endpointslices.discovery.k8s.io", deployNamespace, true},
+	{"watch", "endpointslices.discovery.k8s.io", deployNamespace, true},
 	// Leader election: its own Lease in its own namespace.
 	{"create", "leases.coordination.k8s.io", deployNamespace, true},
 	{"get", "leases.coordination.k8s.io/registry-api", deployNamespace, true},
@@ -751,7 +756,10 @@ var rbacMatrix = []struct {
 	{"delete", "pods", deployNamespace, false},
 	{"update", "pods", deployNamespace, false},
 	{"create", "pods", deployNamespace, false},
-	{"watch", "pods", deployNamespace, false},
+	{"create", "endpointslices.discovery.k8s.io", deployNamespace, false},
+	{"update", "endpointslices.discovery.k8s.io", deployNamespace, false},
+	{"list", "endpointslices.discovery.k8s.io", otherNamespace, false},
+	{"watch", "pods", otherNamespace, false},
 	{"list", "pods", otherNamespace, false},
 	{"list", "pods", "", false},
 	{"update", "leases.coordination.k8s.io/kube-scheduler", deployNamespace, false},
