@@ -127,64 +127,73 @@ func BuildEnvWith(name string, entries []Entry, eps Endpoints) *EnvIndex {
 	}
 	sort.Strings(idx.Namespaces)
 
-	nodes := make([]*Node, 0, len(live))
+	// Each entry stands as one or more nodes: a version registration as
+	// one per ready endpoint. The index is built per entry, not per node,
+	// so that 36,000 endpoints cost their pointers, not their sorting and
+	// their methods' map lookups.
+	type standing struct {
+		entry *Node
+		nodes []*Node
+	}
+	stands := make([]standing, 0, len(live))
 	services := make(map[ServiceRef]struct{})
+	total := 0
 	for _, n := range live {
-		if !n.ServiceKept {
-			nodes = append(nodes, n)
-			continue
+		st := standing{entry: n, nodes: []*Node{n}}
+		if svc, ok := ServiceOfNode(n); ok && n.ServiceKept {
+			services[svc] = struct{}{}
+			if ready := eps[svc].For(n.Version); len(ready) > 0 {
+				// Sorted by pod, as compareFreshestFirst orders them.
+				all := make([]Node, len(ready))
+				st.nodes = make([]*Node, len(ready))
+				for i := range ready {
+					all[i] = *n
+					all[i].Endpoint = &ready[i]
+					st.nodes[i] = &all[i]
+				}
+			}
 		}
-		svc, ok := ServiceOfNode(n)
-		if !ok {
-			nodes = append(nodes, n)
-			continue
-		}
-		services[svc] = struct{}{}
-		ready := eps[svc].For(n.Version)
-		if len(ready) == 0 {
-			nodes = append(nodes, n)
-			continue
-		}
-		for i := range ready {
-			ep := *n
-			ep.Endpoint = &ready[i]
-			nodes = append(nodes, &ep)
-		}
+		total += len(st.nodes)
+		stands = append(stands, st)
 	}
 	idx.Services = slices.SortedFunc(maps.Keys(services), compareServices)
-	slices.SortFunc(nodes, compareFreshestFirst)
+	// The nodes of one entry differ only by pod, and sort together.
+	slices.SortFunc(stands, func(a, b standing) int { return compareFreshestFirst(a.nodes[0], b.nodes[0]) })
+	nodes := make([]*Node, 0, total)
+	for _, st := range stands {
+		nodes = append(nodes, st.nodes...)
+	}
 	idx.Nodes = nodes
 
-	// Nodes arrive freshest first, so every list built by appending stays so.
+	// Entries arrive freshest first, so every list built by appending stays so.
 	claims := make(map[string]map[string][]*Node)
-	for _, n := range nodes {
+	versions := make(map[string]map[string]struct{})
+	methods := make(map[string]map[string]struct{})
+	for _, st := range stands {
+		n := st.entry
 		app := idx.Apps[n.AppID]
 		if app == nil {
 			app = &App{ID: n.AppID}
 			idx.Apps[n.AppID] = app
+			versions[n.AppID] = make(map[string]struct{})
+			methods[n.AppID] = make(map[string]struct{})
 		}
-		app.Nodes = append(app.Nodes, n)
+		app.Nodes = append(app.Nodes, st.nodes...)
+		versions[n.AppID][n.Version] = struct{}{}
 		for _, m := range n.Methods {
+			methods[n.AppID][m] = struct{}{}
 			byApp := claims[m]
 			if byApp == nil {
 				byApp = make(map[string][]*Node, 1)
 				claims[m] = byApp
 			}
-			byApp[n.AppID] = append(byApp[n.AppID], n)
+			byApp[n.AppID] = append(byApp[n.AppID], st.nodes...)
 		}
 	}
 	for id, app := range idx.Apps {
 		idx.AppIDs = append(idx.AppIDs, id)
-		versions := make(map[string]struct{})
-		methods := make(map[string]struct{})
-		for _, n := range app.Nodes {
-			versions[n.Version] = struct{}{}
-			for _, m := range n.Methods {
-				methods[m] = struct{}{}
-			}
-		}
-		app.Versions = sortedKeys(versions)
-		app.Methods = sortedKeys(methods)
+		app.Versions = sortedKeys(versions[id])
+		app.Methods = sortedKeys(methods[id])
 	}
 	sort.Strings(idx.AppIDs)
 
