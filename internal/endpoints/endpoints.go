@@ -13,6 +13,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
@@ -50,12 +51,23 @@ type Options struct {
 	// Snapshots say which Services version registrations name.
 	Snapshots model.SnapshotNotifier
 	Sink      Sink
-	Log       zerolog.Logger
+	// SyncTimeout is how long a namespace's informers may take to read it
+	// before its Services count no endpoints (DefaultSyncTimeout): a Role
+	// that does not grant them, or a Service named in a namespace nobody
+	// granted, must not hold every other endpoint back.
+	SyncTimeout time.Duration
+	Log         zerolog.Logger
 }
+
+// DefaultSyncTimeout is Options.SyncTimeout's default.
+const DefaultSyncTimeout = 10 * time.Second
 
 func (o *Options) validate() error {
 	if o.Client == nil || o.Metadata == nil || o.Snapshots == nil || o.Sink == nil {
 		return errors.New("endpoints: a client, a metadata client, snapshots and a sink are required")
+	}
+	if o.SyncTimeout <= 0 {
+		o.SyncTimeout = DefaultSyncTimeout
 	}
 	return nil
 }
@@ -78,6 +90,9 @@ type namespaceWatch struct {
 	slices cache.SharedIndexInformer
 	pods   cache.SharedIndexInformer
 	synced chan struct{}
+	// late is closed when the informers have not synced within
+	// SyncTimeout; they go on trying.
+	late chan struct{}
 }
 
 // New returns a Source; Run starts it.
@@ -105,7 +120,11 @@ func (s *Source) Run(ctx context.Context) {
 		published := s.opts.Snapshots.Published()
 		wanted := snap.Services()
 		s.watchNamespaces(ctx, wanted)
-		if eps, ok := s.view(wanted); ok && (!sent || !equal(last, eps)) {
+		var prev model.Endpoints
+		if sent {
+			prev = last
+		}
+		if eps, ok := s.view(wanted, prev); ok && (!sent || !equal(last, eps)) {
 			s.opts.Sink(eps)
 			last, sent = eps, true
 		}
@@ -174,14 +193,36 @@ func (s *Source) startNamespace(ctx context.Context, ns string) *namespaceWatch 
 	_, _ = podInformer.AddEventHandler(handler)
 	factory.Start(ctx.Done())
 	meta.Start(ctx.Done())
-	w := &namespaceWatch{stop: cancel, slices: sliceInformer, pods: podInformer, synced: make(chan struct{})}
+	w := &namespaceWatch{stop: cancel, slices: sliceInformer, pods: podInformer, synced: make(chan struct{}), late: make(chan struct{})}
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), sliceInformer.HasSynced, podInformer.HasSynced) {
 			close(w.synced)
 			s.signal()
 		}
 	}()
+	timer := time.AfterFunc(s.opts.SyncTimeout, func() {
+		select {
+		case <-w.synced:
+			return
+		default:
+		}
+		close(w.late)
+		s.log.Error().Str("namespace", ns).Dur("after", s.opts.SyncTimeout).
+			Msg("could not read EndpointSlices and pods here (does a Role grant list and watch of endpointslices and pods?); " +
+				"version registrations of its Services count no endpoints until it can")
+		s.signal()
+	})
+	context.AfterFunc(ctx, func() { timer.Stop() })
 	return w
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Source) stopAll() {
@@ -193,20 +234,27 @@ func (s *Source) stopAll() {
 	}
 }
 
-// view computes the endpoints of wanted from the informers' caches; ok is
-// false until every namespace they are in has synced, so that a replica
-// that starts never reports a registered version as down for lack of
-// having read its endpoints yet.
-func (s *Source) view(wanted []model.ServiceRef) (model.Endpoints, bool) {
+// view computes the endpoints of wanted from the informers' caches. A
+// namespace not read yet keeps what prev says of its Services; before the
+// first view (prev nil), ok is false until every namespace has been read,
+// so that a replica that starts never reports a version down for lack of
+// having read its endpoints. A namespace that cannot be read within
+// SyncTimeout counts no endpoints.
+func (s *Source) view(wanted []model.ServiceRef, prev model.Endpoints) (model.Endpoints, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(model.Endpoints, len(wanted))
 	for _, svc := range wanted {
 		w := s.namespaces[svc.Namespace]
-		select {
-		case <-w.synced:
-		default:
-			return nil, false
+		if !closed(w.synced) {
+			switch {
+			case closed(w.late):
+			case prev == nil:
+				return nil, false
+			case prev[svc] != nil:
+				out[svc] = prev[svc]
+			}
+			continue
 		}
 		objs, _ := w.slices.GetIndexer().ByIndex(serviceIndex, svc.Name)
 		found := make([]*discoveryv1.EndpointSlice, 0, len(objs))

@@ -2,18 +2,23 @@ package endpoints_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/acme/registry-api/internal/endpoints"
 	"github.com/acme/registry-api/internal/model"
@@ -210,5 +215,59 @@ func TestEndpointsReachTheSnapshot(t *testing.T) {
 	app := poller.Snapshot().Envs["prod"].Apps["catalog-service"]
 	if c := app.Counts(time.Now(), model.DefaultTTL); c.Alive != 1 || c.Stale != 1 {
 		t.Errorf("counts %+v, want v1's one endpoint alive and v2's entry not", c)
+	}
+}
+
+// A namespace whose EndpointSlices cannot be read (a Role too narrow, or a
+// Service named where nobody granted access) counts no endpoints once its
+// sync times out, and holds back neither readiness nor any other Service.
+func TestUnreadableNamespaceHoldsNothingBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	data := map[string]string{}
+	for _, r := range [][3]string{{"catalog-service", "v1", "catalog-service:9000"}, {"locked", "v1", "locked.secret-ns:9000"}} {
+		k, v := versionEntry("prod", r[0], r[1], r[2])
+		data[k] = v
+	}
+	mem, err := store.NewMemory(corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "firefly", Name: "ff-registry-prod"}, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller, err := watch.New(mem, watch.Options{Namespaces: []string{"firefly"}, AwaitEndpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller.Poll(ctx)
+	client := fake.NewClientset(slice("firefly", "catalog-service", "catalog-a", endpoint{pod: "cat-1", ready: true}))
+	client.PrependReactor("list", "endpointslices", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetNamespace() == "secret-ns" {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", errors.New("no Role here"))
+		}
+		return false, nil, nil
+	})
+	scheme := runtime.NewScheme()
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	meta := metadatafake.NewSimpleMetadataClient(scheme, pod("firefly", "cat-1", "v1"))
+	logs := &testkit.Buffer{}
+	src, err := endpoints.New(endpoints.Options{Client: client, Metadata: meta, Snapshots: poller, Sink: poller.SetEndpoints,
+		SyncTimeout: 200 * time.Millisecond, Log: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	testkit.WaitFor(t, 10*time.Second, "ready, with catalog-service's endpoint", func() (bool, string) {
+		snap := poller.Snapshot()
+		return snap.Ready() && slices.Equal(pods(snap, "prod", "catalog-service", "v1"), []string{"cat-1"}), logs.String()
+	})
+	if got := pods(poller.Snapshot(), "prod", "locked", "v1"); len(got) != 0 {
+		t.Errorf("the unreadable namespace's Service has endpoints %v", got)
+	}
+	if !strings.Contains(logs.String(), "secret-ns") {
+		t.Errorf("nothing logged about the unreadable namespace:\n%s", logs)
 	}
 }
