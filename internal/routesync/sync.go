@@ -323,7 +323,9 @@ func (s *Syncer) Reconcile(ctx context.Context) time.Time {
 	now := s.o.Now()
 	head := s.follower().Head()
 	snap := head.Snap
-	if synced := snap.SyncedAt(); synced.IsZero() || now.Sub(synced) > s.o.MaxStaleness {
+	// Not ready also while the endpoints of version registrations are
+	// unread: they would look down, and their routes would be removed.
+	if synced := snap.SyncedAt(); !snap.Ready() || now.Sub(synced) > s.o.MaxStaleness {
 		if !s.stale {
 			s.o.Log.Warn().Time("synced_at", synced).Msg("route sync: the registry's data is not fresh; changing nothing until it is")
 		}
