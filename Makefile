@@ -90,6 +90,10 @@ followtest: build ## 1,000 streams of every env, then 1,000 blocked queries on G
 polltest: build kube-apiserver ## One idle replica's polls over a real API server holding the 10,000-instance seed: CPU and bytes per poll, at rest and with one ConfigMap written per poll
 	$(GO) run ./tools/loadtest -bin $(BIN) -poll 60s
 
+.PHONY: versiontest
+versiontest: build kube-apiserver ## Version registrations at scale over a real API server: 300 apps x 2 versions x 20 methods, 36,000 ready endpoints; storm writes, rolling update to 1,000 streams, memory, writes at rest
+	$(GO) run ./tools/loadtest -bin $(BIN) -versions 5m
+
 .PHONY: hostiletest
 hostiletest: build ## Hostile load on one replica over the 10,000-instance seed: peak memory (sizes the deployment's limit)
 	$(GO) run ./tools/loadtest -bin $(BIN) -hostile 30s
