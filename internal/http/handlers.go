@@ -22,6 +22,14 @@ func handleHealthz() http.HandlerFunc {
 	}
 }
 
+// notReady says what a snapshot that is not ready still waits for.
+func notReady(snap *model.Snapshot) error {
+	if !snap.SyncedAt().IsZero() && snap.AwaitingEndpoints {
+		return model.Errorf(model.CodeNotReady, "the endpoints that keep version registrations alive have not been read yet")
+	}
+	return model.Errorf(model.CodeNotReady, "the registry has not been read from every watched namespace yet")
+}
+
 // handleReadyz serves GET /readyz: ready once every watched namespace has
 // been read, and from then on even while the API server fails, since the
 // last data read stays servable.
@@ -29,7 +37,7 @@ func handleReadyz(src model.SnapshotSource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		snap := current(src)
 		if !snap.Ready() {
-			writeProblem(w, r, model.Errorf(model.CodeNotReady, "the registry has not been read from every watched namespace yet"))
+			writeProblem(w, r, notReady(snap))
 			return
 		}
 		synced := snap.SyncedAt()
