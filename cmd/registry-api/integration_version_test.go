@@ -116,6 +116,9 @@ func TestIntegrationVersionRegistrations(t *testing.T) {
 	ns, other := "itest-ver-"+suffix, "itest-ver-"+suffix+"-svc"
 	createNamespace(t, cs, ns)
 	createNamespace(t, cs, other)
+	// No controller creates the default ServiceAccount that pods run as.
+	createServiceAccount(t, cs, ns, "default")
+	createServiceAccount(t, cs, other, "default")
 
 	// Polls an hour apart: whatever changes below reaches the API without
 	// one, but for this replica's own writes.
