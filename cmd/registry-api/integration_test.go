@@ -867,6 +867,7 @@ func TestIntegrationDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	deployWithAuth(t, srv, kubeconfig)
+	deployVersions(t, srv, kubeconfig)
 }
 
 // deployWithAuth runs serve as deployed: with the ServiceAccount's token

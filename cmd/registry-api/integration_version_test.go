@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/testkit"
 )
@@ -268,4 +269,42 @@ func TestIntegrationVersionRegistrations(t *testing.T) {
 		_, versions := routeInstances(t, base, "prod", getItem)
 		return len(versions) == 1 && versions[0] == "v1", fmt.Sprint(versions)
 	})
+}
+
+// deployVersions runs serve with the deployed ServiceAccount's token alone:
+// the Role lets its informers read the EndpointSlices and pods of the
+// watched namespace, and refuses them another namespace's, whose Service's
+// version then counts no endpoints, and holds back nothing else.
+func deployVersions(t *testing.T, srv *kubetest.Server, kubeconfig string) {
+	cs := adminClient(t, srv)
+	createServiceAccount(t, cs, deployNamespace, "default")
+	createServiceAccount(t, cs, otherNamespace, "default")
+	suffix := uniqueSuffix(t)
+	app, outside := "shelf-"+suffix, "vault-"+suffix
+	createLabelledPod(t, cs, deployNamespace, app+"-a", "v1")
+	putSlice(t, cs, deployNamespace, app, app+"-1", itestEndpoint{app + "-a", true})
+	putSlice(t, cs, otherNamespace, outside, outside+"-1", itestEndpoint{outside + "-a", true})
+
+	logs := &testkit.Buffer{}
+	base, stop := startServe(t, kubeServeConfig(kubeconfig, 500*time.Millisecond, deployNamespace), logs)
+	defer func() { _ = stop() }()
+	waitReady(t, base)
+	const shelf, vault = "/acme.shelf.v1.ShelfService/Get", "/acme.vault.v1.VaultService/Get"
+	for _, r := range [][3]string{{app, app + ":9000", shelf}, {outside, outside + "." + otherNamespace + ":9000", vault}} {
+		status, _, b := authCall(t, http.MethodPut, base+"/v1/envs/prod/apps/"+r[0]+"/versions/v1",
+			`{"network":{"internal":"`+r[1]+`"},"methods":["`+r[2]+`"]}`, "")
+		wantAnswer(t, "PUT "+r[0], status, b, http.StatusCreated, "", "")
+	}
+	testkit.WaitFor(t, 30*time.Second, "the watched namespace's endpoints, read with the Role", func() (bool, string) {
+		n, _ := routeInstances(t, base, "prod", shelf)
+		return n == 1, logs.String()
+	})
+	testkit.WaitFor(t, 30*time.Second, "the refusal in the other namespace said", func() (bool, string) {
+		return strings.Contains(logs.String(), otherNamespace) && strings.Contains(logs.String(), "could not read EndpointSlices"), logs.String()
+	})
+	if n, _ := routeInstances(t, base, "prod", vault); n != 0 {
+		t.Errorf("%d instances of a Service the Role does not let registry-api read, want 0", n)
+	}
+	status, _, b := authCall(t, http.MethodGet, base+"/readyz", "", "")
+	wantAnswer(t, "readiness with a namespace the Role refuses", status, b, http.StatusOK, "", "")
 }
