@@ -318,6 +318,20 @@ func TestIntegrationExampleManifest(t *testing.T) {
 			t.Errorf("kubectl apply output lacks %s:\n%s", want, out)
 		}
 	}
+	// So does the version registration's.
+	versioned, err := filepath.Abs(filepath.Join("..", "..", "deploy", "examples", "version-registration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = srv.Kubectl("apply", "--dry-run=server", "-n", "firefly", "-f", versioned)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"serviceaccount/catalog-service", "service/catalog-service", "deployment.apps/catalog-service-v1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl apply output lacks %s:\n%s", want, out)
+		}
+	}
 	// The base leaves the examples out.
 	out, err = srv.Kubectl("kustomize", filepath.Join("..", "..", "deploy"))
 	if err != nil {
