@@ -56,6 +56,8 @@ func main() {
 	stallers := flag.Int("stallers", 600, "with -hostile: connections that stall their bodies (more than REGISTRY_MAX_IN_FLIGHT)")
 	poll := flag.Duration("poll", 0, "instead: measure one replica's polls over a real API server holding the seed, for this long at rest and as long with one ConfigMap written per poll")
 	versions := flag.Duration("versions", 0, "instead: version registrations at the issue's scale over a real API server (300 apps x 2 versions x 20 methods, 36,000 ready endpoints): the writes of a rollout storm, a rolling update reaching 1,000 streams, memory, then the writes of this long at rest")
+	flag.IntVar(&versionApps, "versions-apps", versionApps, "with -versions: apps registered (a smaller number for a trial run)")
+	flag.IntVar(&versionFollowers, "versions-followers", versionFollowers, "with -versions: event streams that the rolling update must reach")
 	flag.Parse()
 	if *versions > 0 {
 		if err := runVersions(*bin, *versions); err != nil {

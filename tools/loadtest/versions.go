@@ -25,13 +25,17 @@ import (
 	"github.com/acme/registry-api/internal/model"
 )
 
-// The scale for version registrations.
+// The scale for version registrations; -versions-apps and
+// -versions-followers shrink it for a trial run.
+var (
+	versionApps      = 300
+	versionFollowers = 1000
+)
+
 const (
-	versionApps        = 300
 	versionsPerApp     = 2
 	versionMethods     = 20
 	endpointsPerVer    = 60
-	versionFollowers   = 1000
 	versionRolloutWait = 30 * time.Second
 )
 
@@ -55,13 +59,24 @@ func runVersions(bin string, d time.Duration) error {
 		return err
 	}
 	defer func() { _ = srv.Stop() }()
-	cs, err := srv.Clientset()
+	restCfg, err := srv.RESTConfig()
+	if err != nil {
+		return err
+	}
+	// Seeding creates 36,000 pods: client-go's default 5 requests a second
+	// would take two hours.
+	restCfg.QPS, restCfg.Burst = 2000, 4000
+	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
 	const ns = "firefly"
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// No controller creates the ServiceAccount pods run as by default.
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -167,22 +182,32 @@ func runVersions(bin string, d time.Duration) error {
 	for _, f := range followers {
 		f.waitSnapshot()
 	}
-	rv0 := cm.ResourceVersion
-	writes0, _ = storeWrites(c, base)
-	start = time.Now()
-	if err := rollOut(ctx, cs, ns, 0, 0); err != nil {
+	// The new pods exist first; the rollout is two changes of the slice
+	// (a table whose counts stay put does not change): the old pods go
+	// unready, then the new ones become ready.
+	if err := createVersionPods(ctx, cs, ns, 0, 0, "r1"); err != nil {
 		return err
 	}
-	lat, err := waitAll(followers, 1, start, versionRolloutWait)
-	if err != nil {
-		return err
+	rv0 := cm.ResourceVersion
+	writes0, _ = storeWrites(c, base)
+	var lat []time.Duration
+	for k, step := range [][]generation{{{"r0", false}, {"r1", false}}, {{"r1", true}}} {
+		start = time.Now()
+		if err := putVersionSlice(ctx, cs, ns, 0, 0, step...); err != nil {
+			return err
+		}
+		l, err := waitAll(followers, k+1, start, versionRolloutWait)
+		if err != nil {
+			return err
+		}
+		lat = append(lat, l...)
 	}
 	writes1, _ = storeWrites(c, base)
 	after, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, model.ConfigMapName("prod"), metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("| rolling update of one version (%d endpoints replaced) to %d streams | p50 %.0f ms, p99 %.0f ms, max %.0f ms |\n",
+	fmt.Printf("| rolling update of one version (%d endpoints replaced, two changes) to %d streams | p50 %.0f ms, p99 %.0f ms, max %.0f ms |\n",
 		endpointsPerVer, versionFollowers, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)))
 	fmt.Printf("| ConfigMap writes of the rolling update | %.0f (resourceVersion %s -> %s) |\n", writes1-writes0, rv0, after.ResourceVersion)
 	mem, err := serverMemory(c, base)
@@ -233,26 +258,51 @@ func seedEndpoints(ctx context.Context, cs kubernetes.Interface, ns string) erro
 // putVersionEndpoints creates the version's 60 pods of generation gen and
 // makes its EndpointSlice list them, ready.
 func putVersionEndpoints(ctx context.Context, cs kubernetes.Interface, ns string, a, v int, gen string) error {
-	app, version := appName(a), versionName(v)
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: app + "-" + version, Labels: map[string]string{discoveryv1.LabelServiceName: app}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+	if err := createVersionPods(ctx, cs, ns, a, v, gen); err != nil {
+		return err
 	}
-	ready := true
+	return putVersionSlice(ctx, cs, ns, a, v, generation{gen, true})
+}
+
+// generation is a version's pods of one rollout, ready or not.
+type generation struct {
+	name  string
+	ready bool
+}
+
+func podName(a, v int, gen string, p int) string {
+	return fmt.Sprintf("%s-%s-%s-%02d", appName(a), versionName(v), gen, p)
+}
+
+func createVersionPods(ctx context.Context, cs kubernetes.Interface, ns string, a, v int, gen string) error {
 	for p := range endpointsPerVer {
-		name := fmt.Sprintf("%s-%s-%s-%02d", app, version, gen, p)
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": app, "version": version}},
+			ObjectMeta: metav1.ObjectMeta{Name: podName(a, v, gen, p), Labels: map[string]string{"app": appName(a), "version": versionName(v)}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:v1"}}},
 		}
 		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			return err
 		}
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", a/250, a%250, v*100+p+1)},
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: name},
-		})
+	}
+	return nil
+}
+
+// putVersionSlice makes the version's EndpointSlice list the pods of gens.
+func putVersionSlice(ctx context.Context, cs kubernetes.Interface, ns string, a, v int, gens ...generation) error {
+	app, version := appName(a), versionName(v)
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: app + "-" + version, Labels: map[string]string{discoveryv1.LabelServiceName: app}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for g, gen := range gens {
+		ready := gen.ready
+		for p := range endpointsPerVer {
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", a/250, a%250, g*120+v*60+p+1)},
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: podName(a, v, gen.name, p)},
+			})
+		}
 	}
 	slices := cs.DiscoveryV1().EndpointSlices(ns)
 	old, err := slices.Get(ctx, es.Name, metav1.GetOptions{})
@@ -263,13 +313,6 @@ func putVersionEndpoints(ctx context.Context, cs kubernetes.Interface, ns string
 	}
 	_, err = slices.Create(ctx, es, metav1.CreateOptions{})
 	return err
-}
-
-// rollOut replaces the version's pods with a new generation: their
-// endpoints change in one EndpointSlice update, as a rolling update's last
-// step does.
-func rollOut(ctx context.Context, cs kubernetes.Interface, ns string, a, v int) error {
-	return putVersionEndpoints(ctx, cs, ns, a, v, "r1")
 }
 
 // appTokens creates one ServiceAccount per app and a token for the
