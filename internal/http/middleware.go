@@ -23,6 +23,8 @@ type recorder struct {
 	err    error
 	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
 	retryHeartbeat []string
+	// capture, when set, remembers the answer to keep it (answers.go).
+	capture *capture
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
@@ -30,13 +32,19 @@ var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 func (rec *recorder) WriteHeader(status int) {
 	if rec.status == 0 {
 		rec.status = status
+		if rec.capture != nil {
+			rec.capture.writeHeader(status, rec.ResponseWriter.Header())
+		}
 	}
 	rec.ResponseWriter.WriteHeader(status)
 }
 
 func (rec *recorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
-		rec.status = http.StatusOK
+		rec.WriteHeader(http.StatusOK)
+	}
+	if rec.capture != nil {
+		rec.capture.write(b)
 	}
 	n, err := rec.ResponseWriter.Write(b)
 	rec.bytes += int64(n)

@@ -17,6 +17,10 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 
 	r.Use(s.observe)
 	r.Use(s.admit)
+	if !deps.ReadAuth {
+		// Behind read authentication every request must show its token.
+		r.Use(s.answers.serve)
+	}
 	r.Use(headAsGet)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))

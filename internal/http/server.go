@@ -152,6 +152,8 @@ type server struct {
 	prometheus *prometheus.Registry
 	// admission is shared by every request; see admit.
 	admission *admission
+	// answers keeps the answers of repeated small reads; see answers.go.
+	answers *answers
 	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
 	retryHeartbeat []string
 }
@@ -186,6 +188,10 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	replayed, err := newAnswerMetrics(deps.Prometheus)
+	if err != nil {
+		return nil, err
+	}
 	hub := deps.Follow
 	if hub == nil {
 		hub, err = follow.New(follow.Options{Source: deps.Snapshots, Now: deps.Now, TTL: deps.TTL,
@@ -205,6 +211,7 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
+		answers:        &answers{src: deps.Snapshots, now: deps.Now, ttl: deps.TTL, replayed: replayed},
 		prometheus:     deps.Prometheus,
 		retryHeartbeat: heartbeatRetryAfter(deps.TTL),
 		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
@@ -233,6 +240,7 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.answers.reads = s.spec.headersRead(http.MethodGet, answerRoutes)
 	return s, nil
 }
 

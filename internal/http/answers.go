@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"maps"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/acme/registry-api/internal/metrics"
+	"github.com/acme/registry-api/internal/model"
+)
+
+// A gateway asks the same small questions over and over: one method's
+// resolution, its app's routes, the routes of an app that has not registered
+// yet. Until the snapshot changes or one of the env's alive instances dies
+// by its TTL, such a request target has one answer, status, headers and body
+// alike. The first request for a target is routed, validated and answered as
+// any other, and its answer is kept; a repeat is written from what was kept,
+// skipping routing, validation and the handler, which judged the same target
+// already. The request log, the metrics and admission still see every
+// request.
+//
+// Kept only where nothing but the target decides the answer: GET, served
+// without read authentication, on the routes in answerRoutes, carrying none
+// of the headers their operations read (If-None-Match, Prefer: those go the
+// whole way), and only 200 answers. The representation a client accepts
+// (Accept-Encoding) keeps its own answer.
+
+// answerRoutes are the routes whose answers are kept.
+var answerRoutes = map[string]bool{
+	"/v1/envs/{env}/methods/*": true,
+	"/v1/envs/{env}/routes":    true,
+}
+
+// Bounds of what one snapshot keeps: targets are the client's to choose, so
+// that a scan of made-up names cannot grow memory.
+const (
+	maxAnswers      = 4096
+	maxAnswerBody   = 64 << 10
+	maxAnswersBytes = 16 << 20
+)
+
+// answers keeps the answers of the current snapshot.
+type answers struct {
+	src model.SnapshotSource
+	now func() time.Time
+	ttl time.Duration
+	// reads are the request headers that the kept routes' operations read:
+	// a request carrying one is answered afresh.
+	reads []string
+	cur   atomic.Pointer[answerSet]
+	// replayed counts requests answered from what was kept.
+	replayed prometheus.Counter
+}
+
+// answerSet is what one snapshot keeps, by request target.
+type answerSet struct {
+	snap *model.Snapshot
+	// plain and gzip are for clients that do not and do accept gzip.
+	plain, gzip  sync.Map
+	count, bytes atomic.Int64
+}
+
+// answer is one kept answer: status 200, its headers and body.
+type answer struct {
+	pattern string
+	header  http.Header
+	body    []byte
+	// until is when the first of the env's instances alive at the time
+	// dies; zero when none was alive.
+	until time.Time
+}
+
+func (a *answers) serve(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.RequestURI == "" || a.readsHeaders(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		snap := current(a.src)
+		set := a.cur.Load()
+		gzip := len(r.Header[hdrAcceptEncoding]) > 0 && acceptsGzip(r)
+		if set != nil && set.snap == snap {
+			if v, ok := set.of(gzip).Load(r.RequestURI); ok {
+				if kept := v.(*answer); kept.until.IsZero() || a.now().Before(kept.until) {
+					// observe labels the request by the route that
+					// answered it; r is chi's copy, the server's own.
+					r.Pattern = kept.pattern
+					kept.write(w, r)
+					a.replayed.Inc()
+					return
+				}
+			}
+		}
+		if r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if set == nil || set.snap != snap {
+			set = a.renew(set, snap)
+		}
+		if set.count.Load() >= maxAnswers {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// Read before the handler reads the snapshot: an answer of a newer
+		// snapshot is kept under this older one, never served; an instance
+		// that dies meanwhile has already passed until.
+		rec, ok := w.(*recorder)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		now := a.now()
+		c := &capture{}
+		rec.capture = c
+		next.ServeHTTP(w, r)
+		rec.capture = nil
+		if !answerRoutes[r.Pattern] || c.status != http.StatusOK || c.header == nil || c.tooBig {
+			return
+		}
+		env := snap.Envs[pathParam(r, "env")]
+		if env == nil {
+			return
+		}
+		kept := &answer{pattern: r.Pattern, header: c.header, body: c.body, until: env.NextExpiry(now, a.ttl)}
+		if set.bytes.Load()+int64(len(kept.body)) > maxAnswersBytes {
+			return
+		}
+		if _, loaded := set.of(gzip).LoadOrStore(r.RequestURI, kept); !loaded {
+			set.count.Add(1)
+			set.bytes.Add(int64(len(kept.body)))
+		}
+	})
+}
+
+// readsHeaders reports whether r carries a header that a kept route's
+// operation reads.
+func (a *answers) readsHeaders(r *http.Request) bool {
+	for _, h := range a.reads {
+		if len(r.Header[h]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// renew replaces old, kept for an older snapshot, by an empty set for snap.
+func (a *answers) renew(old *answerSet, snap *model.Snapshot) *answerSet {
+	fresh := &answerSet{snap: snap}
+	if a.cur.CompareAndSwap(old, fresh) {
+		return fresh
+	}
+	// Another request renewed it first; its set may be for snap.
+	return a.cur.Load()
+}
+
+func (s *answerSet) of(gzip bool) *sync.Map {
+	if gzip {
+		return &s.gzip
+	}
+	return &s.plain
+}
+
+func (kept *answer) write(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	for k, v := range kept.header {
+		h[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(kept.body)
+	}
+}
+
+// capture remembers an answer as observe's recorder passes it on: its
+// status, its headers as they were sent and its body, up to maxAnswerBody.
+type capture struct {
+	status int
+	header http.Header
+	body   []byte
+	tooBig bool
+}
+
+func (c *capture) writeHeader(status int, h http.Header) {
+	c.status = status
+	// A shallow copy: a header's values are not changed once sent.
+	c.header = maps.Clone(h)
+}
+
+func (c *capture) write(b []byte) {
+	if c.tooBig {
+		return
+	}
+	if len(c.body)+len(b) > maxAnswerBody {
+		c.tooBig, c.body = true, nil
+		return
+	}
+	c.body = append(c.body, b...)
+}
+
+func newAnswerMetrics(reg prometheus.Registerer) (prometheus.Counter, error) {
+	return metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "registry_api_http_answers_replayed_total",
+		Help: "Requests answered from the kept answer of the same request target in the current snapshot, without routing or rendering.",
+	}))
+}
