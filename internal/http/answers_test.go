@@ -236,4 +236,3 @@ func TestNoReplayBehindReadAuth(t *testing.T) {
 		t.Errorf("the same read without a token: %d, want 401", got)
 	}
 }
-
