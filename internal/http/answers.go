@@ -3,6 +3,7 @@ package httpapi
 import (
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,10 @@ const (
 // answers keeps the answers of the current snapshot.
 type answers struct {
 	src model.SnapshotSource
-	now func() time.Time
-	ttl time.Duration
+	// metrics resolves the series a kept answer is counted under.
+	metrics *httpMetrics
+	now     func() time.Time
+	ttl     time.Duration
 	// reads are the request headers that the kept routes' operations read:
 	// a request carrying one is answered afresh.
 	reads []string
@@ -67,8 +70,10 @@ type answerSet struct {
 // answer is one kept answer: status 200, its headers and body.
 type answer struct {
 	pattern string
-	header  http.Header
-	body    []byte
+	// get and head are the route's series for GET and HEAD.
+	get, head *routeMetrics
+	header    []headerField
+	body      []byte
 	// until is when the first of the env's instances alive at the time
 	// dies; zero when none was alive.
 	until time.Time
@@ -86,9 +91,13 @@ func (a *answers) serve(next http.Handler) http.Handler {
 		if set != nil && set.snap == snap {
 			if v, ok := set.of(gzip).Load(r.RequestURI); ok {
 				if kept := v.(*answer); kept.until.IsZero() || a.now().Before(kept.until) {
-					// observe labels the request by the route that
-					// answered it; r is chi's copy, the server's own.
-					r.Pattern = kept.pattern
+					if rec, ok := w.(*recorder); ok {
+						rec.pattern = kept.pattern
+						rec.metrics = kept.get
+						if r.Method == http.MethodHead {
+							rec.metrics = kept.head
+						}
+					}
 					kept.write(w, r)
 					a.replayed.Inc()
 					return
@@ -119,14 +128,15 @@ func (a *answers) serve(next http.Handler) http.Handler {
 		rec.capture = c
 		next.ServeHTTP(w, r)
 		rec.capture = nil
-		if !answerRoutes[r.Pattern] || c.status != http.StatusOK || c.header == nil || c.tooBig {
+		if rec.routed == nil || !answerRoutes[rec.pattern] || c.status != http.StatusOK || c.header == nil || c.tooBig {
 			return
 		}
-		env := snap.Envs[pathParam(r, "env")]
+		env := snap.Envs[rec.routed.PathValue("env")]
 		if env == nil {
 			return
 		}
-		kept := &answer{pattern: r.Pattern, header: c.header, body: c.body, until: env.NextExpiry(now, a.ttl)}
+		kept := &answer{pattern: rec.pattern, header: c.header, body: c.body, until: env.NextExpiry(now, a.ttl),
+			get: a.metrics.forRoute(http.MethodGet, rec.pattern), head: a.metrics.forRoute(http.MethodHead, rec.pattern)}
 		if set.bytes.Load()+int64(len(kept.body)) > maxAnswersBytes {
 			return
 		}
@@ -167,8 +177,8 @@ func (s *answerSet) of(gzip bool) *sync.Map {
 
 func (kept *answer) write(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	for k, v := range kept.header {
-		h[k] = v
+	for _, f := range kept.header {
+		h[f.name] = f.values
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
@@ -180,15 +190,23 @@ func (kept *answer) write(w http.ResponseWriter, r *http.Request) {
 // status, its headers as they were sent and its body, up to maxAnswerBody.
 type capture struct {
 	status int
-	header http.Header
+	header []headerField
 	body   []byte
 	tooBig bool
 }
 
+// headerField is a header as an answer sent it.
+type headerField struct {
+	name   string
+	values []string
+}
+
 func (c *capture) writeHeader(status int, h http.Header) {
 	c.status = status
-	// A shallow copy: a header's values are not changed once sent.
-	c.header = maps.Clone(h)
+	// The values are shared: a header's values are not changed once sent.
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		c.header = append(c.header, headerField{name, h[name]})
+	}
 }
 
 func (c *capture) write(b []byte) {

@@ -83,13 +83,13 @@ func (m *httpMetrics) addRoute(method, pattern string) {
 	m.routes[routeKey{method, pattern}] = m.newRouteMetrics(pattern, method)
 }
 
-// forRequest returns the series of the route r matched; chi sets r.Pattern
-// while routing.
-func (m *httpMetrics) forRequest(r *http.Request) *routeMetrics {
-	if rm := m.routes[routeKey{r.Method, r.Pattern}]; rm != nil {
+// forRoute returns the series of method on the route pattern; an empty or
+// unknown pattern is a request that matched no route.
+func (m *httpMetrics) forRoute(method, pattern string) *routeMetrics {
+	if rm := m.routes[routeKey{method, pattern}]; rm != nil {
 		return rm
 	}
-	if rm := m.unmatched[r.Method]; rm != nil {
+	if rm := m.unmatched[method]; rm != nil {
 		return rm
 	}
 	return m.unmatched[otherMethod]

@@ -25,6 +25,14 @@ type recorder struct {
 	retryHeartbeat []string
 	// capture, when set, remembers the answer to keep it (answers.go).
 	capture *capture
+	// pattern is the route that answered, which routing reports (routed)
+	// or a kept answer carries; empty when no route matched.
+	pattern string
+	// routed is the router's copy of the request, with its path values;
+	// nil when no route ran.
+	routed *http.Request
+	// metrics, when set, are the route's series, resolved beforehand.
+	metrics *routeMetrics
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
@@ -55,7 +63,7 @@ func (rec *recorder) Write(b []byte) (int, error) {
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
 // observe logs every request, records its metrics and turns a panic into a
-// 500 problem. It runs outside routing: chi fills r.Pattern on the way in.
+// 500 problem. It runs before routing, which reports its route (routed).
 func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -68,7 +76,10 @@ func (s *server) observe(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 
-		rm := s.metrics.forRequest(r)
+		pattern, rm := rec.pattern, rec.metrics
+		if rm == nil {
+			rm = s.metrics.forRoute(r.Method, pattern)
+		}
 		rm.observe(status, elapsed.Seconds())
 
 		level := zerolog.InfoLevel
@@ -79,7 +90,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 			// The client's doing, or the registry's content: worth seeing,
 			// not the service failing.
 			level = zerolog.WarnLevel
-		case r.Pattern == "/healthz" || r.Pattern == "/readyz" || r.Pattern == "/metrics":
+		case pattern == "/healthz" || pattern == "/readyz" || pattern == "/metrics":
 			level = zerolog.DebugLevel
 		}
 		if ev := s.log.WithLevel(level); ev != nil {
@@ -97,6 +108,18 @@ func (s *server) observe(next http.Handler) http.Handler {
 		}
 		*rec = recorder{}
 		recorderPool.Put(rec)
+	})
+}
+
+// routed is the router's first middleware: it tells observe, outside the
+// router, which route answered. r is the router's own copy of the request,
+// on which chi fills in r.Pattern while routing.
+func routed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if rec, ok := w.(*recorder); ok {
+			rec.pattern, rec.routed = r.Pattern, r
+		}
 	})
 }
 

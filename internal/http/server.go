@@ -143,8 +143,10 @@ func (d *Deps) validate() error {
 // server is the API's http.Handler; it keeps what handlers and middleware
 // share, all of it built once in NewServer.
 type server struct {
-	log     zerolog.Logger
-	router  *chi.Mux
+	log    zerolog.Logger
+	router *chi.Mux
+	// handler is the router behind what every request passes first.
+	handler http.Handler
 	spec    *apiSpec
 	metrics *httpMetrics
 	follow  *following
@@ -211,13 +213,13 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
-		answers:        &answers{src: deps.Snapshots, now: deps.Now, ttl: deps.TTL, replayed: replayed},
+		answers:        &answers{src: deps.Snapshots, metrics: metrics, now: deps.Now, ttl: deps.TTL, replayed: replayed},
 		prometheus:     deps.Prometheus,
 		retryHeartbeat: heartbeatRetryAfter(deps.TTL),
 		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
 			drain: deps.Drain, m: sm},
 	}
-	addRoutes(s.router, s, deps)
+	s.handler = addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document
 	// lacks fails at startup rather than on its first request. Every GET
 	// route answers HEAD too (headAsGet), bound to the same operation.
@@ -245,7 +247,7 @@ func newServer(deps Deps) (*server, error) {
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.router.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // headAsGet routes HEAD as GET: a HEAD request runs the GET route's
