@@ -71,6 +71,7 @@ func TestMatchDocumentedExamples(t *testing.T) {
 		{"GET", "/v1/operations/op1:cancel", MethodNotAllowed, 0, nil},
 		{"GET", "/v1/operations/op1:other", Matched, 8, v{{"name", "op1:other"}}},
 		{"GET", "/v1/operations/op1%3Acancel", Matched, 8, v{{"name", "op1:cancel"}}},
+		{"GET", "/v1/operations/op1:cancel/", Matched, 8, v{{"name", "op1:cancel"}}},
 		{"GET", "/v1/messages/1:verb", Matched, 12, v{{"x", "messages/1"}}},
 		{"GET", "/v1:verb", Matched, 12, v{{"x", ""}}},
 		{"POST", "/v1/messages:batchGet", Matched, 14, nil},
