@@ -145,3 +145,16 @@ func BenchmarkNew(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkOverlaps(b *testing.B) {
+	m, err := New(benchRules(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = len(m.Overlaps())
+	}
+	b.ReportMetric(float64(n), "pairs")
+}

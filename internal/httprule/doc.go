@@ -69,6 +69,7 @@
 // list. The trie's answer is independent of the order of rules but for
 // shadowed ones, which is what a registry serving many apps needs.
 //
-// Overlap tells whether two templates can match one path, for listing
+// Overlap tells whether two templates can match one path, and
+// Matcher.Overlaps lists every such pair of rules of one method, for listing
 // conflicts between apps.
 package httprule

@@ -1,6 +1,11 @@
 package httprule
 
-import "testing"
+import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
 
 func TestOverlap(t *testing.T) {
 	for _, tc := range []struct {
@@ -43,3 +48,37 @@ func TestOverlap(t *testing.T) {
 		}
 	}
 }
+
+// Overlaps finds what comparing every two rules with Overlap finds.
+func TestOverlapsAgreesWithOverlap(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 3))
+	for range 3000 {
+		var rules []Rule
+		for i := range 1 + r.IntN(10) {
+			rules = append(rules, Rule{Method: []string{"GET", "POST"}[r.IntN(2)], Template: mustParse(t, randomTemplate(r)), ID: 100 + i})
+		}
+		m, err := New(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shadowed := map[int]bool{}
+		for _, s := range m.Shadowed() {
+			shadowed[s.ID] = true
+		}
+		var want []Pair
+		for i, a := range rules {
+			for _, b := range rules[i+1:] {
+				if a.Method == b.Method && !shadowed[a.ID] && !shadowed[b.ID] && Overlap(a.Template, b.Template) {
+					want = append(want, Pair{a.ID, b.ID})
+				}
+			}
+		}
+		got := m.Overlaps()
+		slices.SortFunc(got, comparePairs)
+		if !slices.Equal(got, want) {
+			t.Fatalf("rules %v: Overlaps() = %v, want %v", rules, got, want)
+		}
+	}
+}
+
+func comparePairs(a, b Pair) int { return cmp.Or(cmp.Compare(a.A, b.A), cmp.Compare(a.B, b.B)) }
