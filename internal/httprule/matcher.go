@@ -62,12 +62,12 @@ type Matcher struct {
 
 type compiled struct {
 	id   int
-	vars []binding
+	vars []capture
 }
 
-// binding is a variable as a match reads it: request segments
+// capture is a variable as a match reads it: request segments
 // [start, end), or [start, the last) when toEnd (a "**" variable).
-type binding struct {
+type capture struct {
 	fieldPath  string
 	start, end int
 	// multi: the variable may span several segments, which decides how
@@ -111,10 +111,10 @@ func New(rules []Rule) (*Matcher, error) {
 			m.shadowed = append(m.shadowed, Shadow{ID: r.ID, By: m.rules[n.ends[j].rule].id})
 			continue
 		}
-		c := compiled{id: r.ID, vars: make([]binding, len(t.vars))}
+		c := compiled{id: r.ID, vars: make([]capture, len(t.vars))}
 		for k, v := range t.vars {
 			toEnd := t.segs[v.end-1].kind == segDoubleStar
-			c.vars[k] = binding{fieldPath: v.fieldPath, start: v.start, end: v.end, multi: toEnd || v.end-v.start > 1, toEnd: toEnd}
+			c.vars[k] = capture{fieldPath: v.fieldPath, start: v.start, end: v.end, multi: toEnd || v.end-v.start > 1, toEnd: toEnd}
 		}
 		n.ends = append(n.ends, end{method: r.Method, verb: t.verb, rule: len(m.rules)})
 		m.rules = append(m.rules, c)
@@ -319,7 +319,7 @@ func (q *request) methodsAt(n *node, dst []string, from int) []string {
 // value is what a matched variable binds: its segments of the path,
 // decoded whole when it is one segment, and but for "%2F" when it may span
 // several, as google.api.http says.
-func (q *request) value(path string, v binding) string {
+func (q *request) value(path string, v capture) string {
 	stop := v.end
 	if v.toEnd {
 		stop = len(q.spans)
