@@ -42,7 +42,8 @@ func FuzzParse(f *testing.F) {
 }
 
 // FuzzMatch: rules ("METHOD TEMPLATE" lines) and a request never panic the
-// matcher, and it decides as the oracle does.
+// matcher, it decides as the oracle does, and Overlaps finds what Overlap
+// finds for every two rules.
 func FuzzMatch(f *testing.F) {
 	var doc []string
 	for i := 0; i < len(docRules); i += 2 {
@@ -74,5 +75,6 @@ func FuzzMatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkAgainstOracle(t, rules, m, method, path)
+		checkOverlaps(t, rules, m)
 	})
 }
