@@ -189,6 +189,7 @@ func (m *Matcher) split(path string, q request) (_ request, ok bool) {
 			path = path[:c]
 		}
 	}
+	escaped := strings.IndexByte(path, '%') >= 0
 	for start := 1; start <= len(path); {
 		stop := strings.IndexByte(path[start:], '/')
 		if stop < 0 {
@@ -196,8 +197,12 @@ func (m *Matcher) split(path string, q request) (_ request, ok bool) {
 		} else {
 			stop += start
 		}
+		key := path[start:stop]
+		if escaped {
+			key = unescape(key, false)
+		}
 		q.spans = append(q.spans, span{start, stop})
-		q.keys = append(q.keys, unescape(path[start:stop], false))
+		q.keys = append(q.keys, key)
 		start = stop + 1
 	}
 	n := len(q.spans)
