@@ -85,9 +85,10 @@ func Parse(s string) (*Template, error) {
 
 // parser reads a template at s[i:] into t.
 type parser struct {
-	s       string
-	i       int
-	t       *Template
+	s string
+	i int
+	t *Template
+	// inVar: a variable's segments are being read, opened at varOpen.
 	inVar   bool
 	varOpen int
 	// doubleStarAt is where the "**" was, -1 before one: nothing but the
@@ -127,7 +128,7 @@ func (p *parser) segment() error {
 	if p.doubleStarAt >= 0 {
 		return p.fail(p.doubleStarAt, `"**" must be the last segment (only the verb may follow it)`)
 	}
-	switch c := p.peek(); c {
+	switch p.peek() {
 	case eof, '/', ':', '}':
 		return p.fail(start, "empty segment")
 	case '*':
