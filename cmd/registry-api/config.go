@@ -218,26 +218,35 @@ func (c *Config) check() error {
 	if c.TTL <= 0 {
 		return fmt.Errorf("REGISTRY_TTL=%s: must be positive", c.TTL)
 	}
+	if _, err := logLevel(c.LogLevel); err != nil {
+		return err
+	}
 	switch c.LogFormat {
 	case "json", "console":
 	default:
 		return fmt.Errorf("REGISTRY_LOG_FORMAT=%q: want json or console", c.LogFormat)
 	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("REGISTRY_SHUTDOWN_TIMEOUT=%s: must not be negative (0 waits for no request)", c.ShutdownTimeout)
+	}
+	// 0 means httpapi.DefaultMaxInFlight, as in a Config built in code.
 	if c.MaxInFlight < 0 {
-		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must be positive", c.MaxInFlight)
+		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must not be negative (0 means the default, %d)", c.MaxInFlight, httpapi.DefaultMaxInFlight)
 	}
+	// 0 means httpapi.DefaultMaxBodyBytes, as in a Config built in code.
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 0 && c.MaxBodyBytes < httpapi.LargestBody {
-		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: must be at least %d, so that the largest valid body fits", c.MaxBodyBytes, httpapi.LargestBody)
+		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: want %d or more, so that the largest valid body fits (0 means the default, %d)", c.MaxBodyBytes, httpapi.LargestBody, httpapi.DefaultMaxBodyBytes)
 	}
+	// 0 means httpapi.DefaultBodyReadTimeout, as in a Config built in code.
 	if c.BodyReadTimeout < 0 {
-		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)
+		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must not be negative (0 means the default, %s)", c.BodyReadTimeout, formatDefault(httpapi.DefaultBodyReadTimeout))
 	}
 	// 0, a Config built in code, means the defaults.
 	if c.LogFlushInterval < 0 || c.LogFlushInterval > maxLogFlushInterval {
 		return fmt.Errorf("REGISTRY_LOG_FLUSH_INTERVAL=%s: want 0 to %s", c.LogFlushInterval, maxLogFlushInterval)
 	}
 	if c.LogLineBytes != 0 && c.LogLineBytes < minLogLineBytes {
-		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: must be at least %d", c.LogLineBytes, minLogLineBytes)
+		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: want %d or more (0 means the default, %d)", c.LogLineBytes, minLogLineBytes, defaultLogLineBytes)
 	}
 	// 0, a Config built in code, means model.DefaultMaxClockSkew.
 	if c.MaxClockSkew < 0 {
@@ -250,9 +259,9 @@ func (c *Config) check() error {
 		// A heartbeat held longer than half the TTL could arrive too late.
 		return fmt.Errorf("REGISTRY_WRITE_BATCH_WINDOW=%s: must be from 0 to less than half of REGISTRY_TTL (%s)", c.WriteBatchWindow, c.TTL)
 	}
-	// 0, a Config built in code, means registry's default.
+	// 0 means write.DefaultMaxConfigMapBytes, as in a Config built in code.
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
-		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
+		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: want at most %d, the API server's limit (0 means the default, %d)", c.MaxConfigMapBytes, store.MaxConfigMapBytes, write.DefaultMaxConfigMapBytes)
 	}
 	if err := c.validateAuth(); err != nil {
 		return err
@@ -282,6 +291,11 @@ func (c *Config) validateRouting() error {
 	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
 		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", h)
 	}
+	// Checked with route sync off too: a mistake should not wait to be
+	// found until the day route sync is switched on.
+	if c.SyncGrace < 0 {
+		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
+	}
 	if !c.SyncGRPCRoutes && !c.SyncIstio {
 		return nil
 	}
@@ -292,8 +306,6 @@ func (c *Config) validateRouting() error {
 		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO need REGISTRY_STORE=kube: the objects live in its API server")
 	case c.ReadOnly:
 		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO run on the elected leader, which a read-only replica (REGISTRY_READ_ONLY=true) never is")
-	case c.SyncGrace < 0:
-		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
 	}
 	return nil
 }
