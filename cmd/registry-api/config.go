@@ -34,7 +34,7 @@ type Config struct {
 	Addr             string        `envconfig:"REGISTRY_ADDR" desc:"listen address"`
 	Store            string        `envconfig:"REGISTRY_STORE" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
 	Seed             string        `envconfig:"REGISTRY_SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	SeedRefresh      bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
 	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" desc:"comma-separated namespaces to watch; * watches all, polled with one cluster-wide LIST of metadata"`
 	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" desc:"interval between polls of the registry ConfigMaps (a LIST of their metadata; only those that changed are read)"`
 	TTL              time.Duration `envconfig:"REGISTRY_TTL" desc:"a node is alive while now - run_date <= TTL"`
@@ -64,16 +64,16 @@ type Config struct {
 
 	GCAfter                  time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
 	LeaderLeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
-	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of the leader Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
 	LeaderLeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaderLeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaderLeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the lease"`
+	LeaderLeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew the leader Lease before it stops leading"`
+	LeaderLeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the leader Lease"`
 
-	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
-	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported GRPCRoutes, and those route sync keeps, attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported VirtualServices and those route sync keeps, e.g. x-version; empty adds no such routes"`
 	SyncGRPCRoutes     bool          `envconfig:"REGISTRY_SYNC_GRPCROUTES" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
 	SyncIstio          bool          `envconfig:"REGISTRY_SYNC_ISTIO" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
-	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
+	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" desc:"how long the routes that route sync keeps outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -420,6 +420,11 @@ func (c Config) derive(getenv func(string) string) (settings, error) {
 		return settings{}, err
 	}
 	s := settings{Config: c, proc: readProcessEnv(getenv)}
+	if s.LeaderLeaseName == "" {
+		// A Config built in code may leave it out; its default is declared
+		// once, in defaultConfig.
+		s.LeaderLeaseName = defaultConfig().LeaderLeaseName
+	}
 	var err error
 	if s.zone, err = time.LoadLocation(c.RunDateZone); err != nil {
 		return settings{}, fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)
