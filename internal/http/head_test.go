@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,9 +24,13 @@ var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
 func getTargets(t *testing.T, h *harness) []string {
 	t.Helper()
 	examples := map[string]string{}
-	for _, ref := range h.srv.spec.doc.Components.Parameters {
-		p := ref.Value
-		if p.In != "path" {
+	params := h.srv.spec.doc.Components.Parameters
+	// Two components name leaseId: LeaseId, a seeded instance's, and
+	// RegisteredLeaseId, the writes' own. In name order the reads' comes first
+	// and is kept.
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		p := params[name].Value
+		if _, seen := examples[p.Name]; p.In != "path" || seen {
 			continue
 		}
 		example := p.Example

@@ -14,7 +14,7 @@ import (
 // cannot grow the label set.
 const unmatchedRoute = "unmatched"
 
-// httpMetrics are the request metrics, with their series resolved once per
+// httpMetrics are the request metrics, with their series looked up once per
 // route so that a request neither formats nor hashes labels.
 type httpMetrics struct {
 	requests *prometheus.CounterVec

@@ -46,7 +46,7 @@ func main() {
 	bin := flag.String("bin", "bin/registry-api", "the registry-api binary to measure")
 	round := flag.Duration("round", 3*time.Second, "length of one measured round")
 	rounds := flag.Int("rounds", 5, "rounds per target, connection count and server (interleaved)")
-	conns := flag.String("c", "16,64", "concurrent keep-alive connections, a comma-separated list")
+	conns := flag.String("c", "16,64", "concurrent persistent connections, a comma-separated list")
 	serverCPU := flag.Int("server-cpu", 0, "the core both servers are pinned to")
 	clientCPU := flag.Int("client-cpu", 1, "the core wrk is pinned to")
 	bare := flag.String("bare", "", "internal: serve the captured answer in this file as the bare handler")
