@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,34 +75,44 @@ type answer struct {
 	get, head *routeMetrics
 	header    []headerField
 	body      []byte
-	// until is when the first of the env's instances alive at the time
-	// dies; zero when none was alive.
-	until time.Time
+	// from is when it was rendered, and until when the first of the env's
+	// instances then alive dies (zero when none was): it holds in between.
+	// A clock set back before from could see the dead alive again.
+	from, until time.Time
+}
+
+// holds reports whether kept is the answer at now.
+func (kept *answer) holds(now time.Time) bool {
+	return !now.Before(kept.from) && (kept.until.IsZero() || now.Before(kept.until))
 }
 
 func (a *answers) serve(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.RequestURI == "" || a.readsHeaders(r) {
+		rec, ok := w.(*recorder)
+		if !ok || !a.keeps(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// The target in origin form (keeps): path and query, which
+		// checkTarget bounds, and nothing else of the request.
+		target := r.RequestURI
+		gzip := len(r.Header[hdrAcceptEncoding]) > 0 && acceptsGzip(r)
 		snap := current(a.src)
 		set := a.cur.Load()
-		gzip := len(r.Header[hdrAcceptEncoding]) > 0 && acceptsGzip(r)
+		var stale *answer
 		if set != nil && set.snap == snap {
-			if v, ok := set.of(gzip).Load(r.RequestURI); ok {
-				if kept := v.(*answer); kept.until.IsZero() || a.now().Before(kept.until) {
-					if rec, ok := w.(*recorder); ok {
-						rec.pattern = kept.pattern
-						rec.metrics = kept.get
-						if r.Method == http.MethodHead {
-							rec.metrics = kept.head
-						}
+			if v, ok := set.of(gzip).Load(target); ok {
+				kept := v.(*answer)
+				if kept.holds(a.now()) {
+					rec.pattern, rec.metrics = kept.pattern, kept.get
+					if r.Method == http.MethodHead {
+						rec.metrics = kept.head
 					}
 					kept.write(w, r)
 					a.replayed.Inc()
 					return
 				}
+				stale = kept
 			}
 		}
 		if r.Method != http.MethodGet {
@@ -109,53 +120,85 @@ func (a *answers) serve(next http.Handler) http.Handler {
 			return
 		}
 		if set == nil || set.snap != snap {
+			if current(a.src) != snap {
+				// Read before a newer snapshot: its set is not ours to
+				// replace.
+				next.ServeHTTP(w, r)
+				return
+			}
 			set = a.renew(set, snap)
 		}
-		if set.count.Load() >= maxAnswers {
+		if set.snap != snap || (stale == nil && set.count.Load() >= maxAnswers) {
+			// Another snapshot's set, or a full one: answered, not kept.
 			next.ServeHTTP(w, r)
 			return
 		}
 		// Read before the handler reads the snapshot: an answer of a newer
 		// snapshot is kept under this older one, never served; an instance
 		// that dies meanwhile has already passed until.
-		rec, ok := w.(*recorder)
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
-		}
 		now := a.now()
 		c := &capture{}
 		rec.capture = c
 		next.ServeHTTP(w, r)
 		rec.capture = nil
-		if rec.routed == nil || !answerRoutes[rec.pattern] || c.status != http.StatusOK || c.header == nil || c.tooBig {
+		if !answerRoutes[rec.pattern] || c.status != http.StatusOK || c.tooBig {
 			return
 		}
 		env := snap.Envs[rec.routed.PathValue("env")]
 		if env == nil {
 			return
 		}
-		kept := &answer{pattern: rec.pattern, header: c.header, body: c.body, until: env.NextExpiry(now, a.ttl),
+		kept := &answer{pattern: rec.pattern, header: c.header, body: c.body, from: now, until: env.NextExpiry(now, a.ttl),
 			get: a.metrics.forRoute(http.MethodGet, rec.pattern), head: a.metrics.forRoute(http.MethodHead, rec.pattern)}
-		if set.bytes.Load()+int64(len(kept.body)) > maxAnswersBytes {
+		size := kept.size(target)
+		if set.bytes.Load()+size > maxAnswersBytes {
 			return
 		}
-		if _, loaded := set.of(gzip).LoadOrStore(r.RequestURI, kept); !loaded {
+		m := set.of(gzip)
+		if stale != nil {
+			// An expired answer gives way to the fresh one in its place.
+			if m.CompareAndSwap(target, stale, kept) {
+				set.bytes.Add(size - stale.size(target))
+			}
+			return
+		}
+		if _, loaded := m.LoadOrStore(target, kept); !loaded {
 			set.count.Add(1)
-			set.bytes.Add(int64(len(kept.body)))
+			set.bytes.Add(size)
 		}
 	})
 }
 
-// readsHeaders reports whether r carries a header that a kept route's
-// operation reads.
-func (a *answers) readsHeaders(r *http.Request) bool {
+// keeps reports whether r may be answered from a kept answer, or its answer
+// kept: a GET or HEAD in origin form whose path may be a kept route's (the
+// route itself is known once routed), carrying no header those routes read.
+// Event streams, exports and the rest go by without being looked at.
+func (a *answers) keeps(r *http.Request) bool {
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || !strings.HasPrefix(r.RequestURI, "/") {
+		return false
+	}
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/v1/envs/") || !(strings.HasSuffix(p, "/routes") || strings.Contains(p, "/methods/")) {
+		return false
+	}
 	for _, h := range a.reads {
 		if len(r.Header[h]) > 0 {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// size is what kept holds under target, counted against maxAnswersBytes.
+func (kept *answer) size(target string) int64 {
+	n := len(target) + len(kept.body)
+	for _, f := range kept.header {
+		n += len(f.name)
+		for _, v := range f.values {
+			n += len(v)
+		}
+	}
+	return int64(n)
 }
 
 // renew replaces old, kept for an older snapshot, by an empty set for snap.

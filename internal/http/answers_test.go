@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/acme/registry-api/internal/auth"
+	"github.com/acme/registry-api/internal/model"
 	"github.com/acme/registry-api/internal/testkit"
 )
 
@@ -203,6 +204,20 @@ func TestKeptAnswersAreBounded(t *testing.T) {
 	if got := h.srv.answers.cur.Load().count.Load(); got != maxAnswers {
 		t.Errorf("kept %d answers, want the bound %d", got, maxAnswers)
 	}
+	// Their targets count against the bytes bound as well as their bodies.
+	set := h.srv.answers.cur.Load()
+	var least int64
+	set.plain.Range(func(k, v any) bool {
+		kept := v.(*answer)
+		least += int64(len(k.(string)) + len(kept.body))
+		for _, f := range kept.header {
+			least += int64(len(f.name) + len(strings.Join(f.values, "")))
+		}
+		return true
+	})
+	if got := set.bytes.Load(); got != least {
+		t.Errorf("kept answers count %d bytes; their targets, headers and bodies are %d", got, least)
+	}
 }
 
 // Behind read authentication nothing is replayed: every request shows its
@@ -234,5 +249,110 @@ func TestNoReplayBehindReadAuth(t *testing.T) {
 	}
 	if got := serve(""); got != http.StatusUnauthorized {
 		t.Errorf("the same read without a token: %d, want 401", got)
+	}
+}
+
+// An answer that expired gives way to the fresh one, which is replayed in
+// turn; the bound counts it once.
+func TestExpiredAnswerIsReplaced(t *testing.T) {
+	h := newHarness(t)
+	nodes := appNodes(1, 2)
+	nodes[1].runDate = t0.Add(-5 * time.Second)
+	h.src.Publish(buildSnapshot(t0, nodes...))
+	const target = "/v1/envs/prod/methods/acme.app0.v1.Service/M1"
+	both := h.get(target)
+	// One of the two instances has died: the kept answer has expired.
+	h.clock.Set(t0.Add(6 * time.Second))
+	one := h.get(target)
+	if bytes.Equal(both.Body.Bytes(), one.Body.Bytes()) {
+		t.Fatal("the answer did not change when an instance died")
+	}
+	before := replayed(t, h)
+	sameAnswer(t, "after the refill", one, h.get(target))
+	if replayed(t, h) != before+1 {
+		t.Error("the fresh answer was not kept in place of the expired one")
+	}
+	if got := h.srv.answers.cur.Load().count.Load(); got != 1 {
+		t.Errorf("%d answers counted for one target", got)
+	}
+}
+
+// The first instant an instance is dead, its answer is not replayed.
+func TestReplayEndsAtTheDeath(t *testing.T) {
+	h := newHarness(t)
+	h.get(loginPath)
+	next := h.src.Snapshot().Envs["prod"].NextExpiry(t0, 10*time.Second)
+	h.clock.Set(next)
+	before := replayed(t, h)
+	h.get(loginPath)
+	if replayed(t, h) != before {
+		t.Error("replayed at the instant an instance it counted died")
+	}
+}
+
+// Only origin-form GETs and HEADs of the kept routes' paths are looked at;
+// an absolute-form target (whose host is the client's to choose) and
+// everything else go the whole way.
+func TestWhatIsKept(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		method, target string
+		header         map[string]string
+		keeps          bool
+	}{
+		{"GET", loginPath, nil, true},
+		{"HEAD", loginPath, nil, true},
+		{"GET", "/v1/envs/prod/routes?app=user-service", nil, true},
+		{"GET", "http://example.com" + loginPath, nil, false},
+		{"POST", "/v1/envs/prod/routes", nil, false},
+		{"GET", "/v1/envs/prod/routes/events", nil, false},
+		{"GET", "/v1/routes/events", nil, false},
+		{"GET", "/v1/envs/prod/export/istio", nil, false},
+		{"GET", "/metrics", nil, false},
+		{"GET", loginPath, map[string]string{"Prefer": "wait=1"}, false},
+		{"GET", loginPath, map[string]string{"If-None-Match": `"x"`}, false},
+	} {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		for k, v := range tc.header {
+			r.Header.Set(k, v)
+		}
+		if got := h.srv.answers.keeps(r); got != tc.keeps {
+			t.Errorf("keeps(%s %s %v) = %v", tc.method, tc.target, tc.header, got)
+		}
+	}
+	before := replayed(t, h)
+	for range 2 {
+		r := httptest.NewRequest(http.MethodGet, "http://example.com"+loginPath, nil)
+		rec := httptest.NewRecorder()
+		h.srv.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("absolute form: %d", rec.Code)
+		}
+	}
+	if replayed(t, h) != before {
+		t.Error("an absolute-form target was replayed")
+	}
+}
+
+// panicky is a snapshot source that fails as a bug would.
+type panicky struct{ *source }
+
+func (panicky) Snapshot() *model.Snapshot { panic("broken source") }
+
+// A handler that panics is logged and counted under its route.
+func TestPanicCountedUnderItsRoute(t *testing.T) {
+	logs := &testkit.Buffer{}
+	srv, err := newServer(Deps{Log: zerolog.New(logs), Snapshots: panicky{newSource(fixtureSnapshot(t))},
+		Now: testkit.NewClock(t0).Now, Prometheus: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/envs/prod/apps", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if !strings.Contains(logs.String(), `"route":"/v1/envs/{env}/apps"`) {
+		t.Errorf("the panic's request line does not name its route:\n%s", logs)
 	}
 }

@@ -29,7 +29,7 @@ type recorder struct {
 	// or a kept answer carries; empty when no route matched.
 	pattern string
 	// routed is the router's copy of the request, with its path values;
-	// nil when no route ran.
+	// nil when the router did not run (a replayed answer).
 	routed *http.Request
 	// metrics, when set, are the route's series, resolved beforehand.
 	metrics *routeMetrics
@@ -116,10 +116,14 @@ func (s *server) observe(next http.Handler) http.Handler {
 // on which chi fills in r.Pattern while routing.
 func routed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Deferred: a handler that panics is still logged and counted
+		// under its route.
+		defer func() {
+			if rec, ok := w.(*recorder); ok {
+				rec.pattern, rec.routed = r.Pattern, r
+			}
+		}()
 		next.ServeHTTP(w, r)
-		if rec, ok := w.(*recorder); ok {
-			rec.pattern, rec.routed = r.Pattern, r
-		}
 	})
 }
 
