@@ -13,6 +13,8 @@ IMAGE       ?= registry-api:$(VERSION)
 REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # Integration tests build a real kube-apiserver first (minutes when cold).
 INTEGRATION_TIMEOUT ?= 40m
+# The unit tests build the binary as the image does, a cold build of its own.
+UNIT_TIMEOUT ?= 25m
 # Packages with integration-tagged tests; the others would only report "no tests to run".
 INTEGRATION_PKGS = $(shell grep -rl --include='*_test.go' '^//go:build integration' cmd internal | xargs -n1 dirname | sort -u | sed 's|^|./|')
 
@@ -45,7 +47,7 @@ test: lint test-unit test-integration test-fuzz ## Run everything: lint, unit te
 
 .PHONY: test-unit
 test-unit: ## Unit and HTTP tests with -race (quick loop, no API server)
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(UNIT_TIMEOUT) ./...
 
 .PHONY: test-integration
 test-integration: kube-apiserver ## Integration tests against a real kube-apiserver that the suite starts itself

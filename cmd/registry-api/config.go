@@ -34,7 +34,7 @@ type Config struct {
 	Addr             string        `envconfig:"REGISTRY_ADDR" desc:"listen address"`
 	Store            string        `envconfig:"REGISTRY_STORE" desc:"kube (Kubernetes API server) or memory (in-process, for local runs and tests)"`
 	Seed             string        `envconfig:"REGISTRY_SEED" desc:"memory store: file of ConfigMaps (YAML or JSON, as kubectl get -o yaml prints) to start with"`
-	SeedKeepalive    bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
+	SeedRefresh      bool          `envconfig:"REGISTRY_SEED_KEEPALIVE" desc:"memory store: refresh the seeded entries' run_date every TTL/2, standing in for running instances (demos)"`
 	Namespaces       []string      `envconfig:"REGISTRY_NAMESPACES" desc:"comma-separated namespaces to watch; * watches all, polled with one cluster-wide LIST of metadata"`
 	PollInterval     time.Duration `envconfig:"REGISTRY_POLL_INTERVAL" desc:"interval between polls of the registry ConfigMaps (a LIST of their metadata; only those that changed are read)"`
 	TTL              time.Duration `envconfig:"REGISTRY_TTL" desc:"a node is alive while now - run_date <= TTL"`
@@ -65,16 +65,16 @@ type Config struct {
 	GCAfter                  time.Duration `envconfig:"REGISTRY_GC_AFTER" desc:"the leader removes entries whose run_date is older, whoever wrote them; 0 disables"`
 	VersionRefresh           bool          `envconfig:"REGISTRY_VERSION_REFRESH" desc:"the leader refreshes the run_date of version registrations whose Service has ready endpoints every REGISTRY_TTL/2, for the Go library's readers; false writes nothing for them"`
 	LeaderLeaseName          string        `envconfig:"REGISTRY_LEASE_NAME" desc:"name of the coordination.k8s.io Lease that elects the leader (keepalive of pod-bound entries, GC)"`
-	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of that Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
+	LeaderLeaseNamespace     string        `envconfig:"REGISTRY_LEASE_NAMESPACE" desc:"namespace of the leader Lease; default POD_NAMESPACE, else the first of REGISTRY_NAMESPACES"`
 	LeaderLeaseDuration      time.Duration `envconfig:"REGISTRY_LEASE_DURATION" desc:"how long the other replicas wait for a silent leader before one takes over; whole seconds"`
-	LeaderLeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew its lease before it stops leading"`
-	LeaderLeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the lease"`
+	LeaderLeaseRenewDeadline time.Duration `envconfig:"REGISTRY_LEASE_RENEW_DEADLINE" desc:"how long the leader tries to renew the leader Lease before it stops leading"`
+	LeaderLeaseRetryPeriod   time.Duration `envconfig:"REGISTRY_LEASE_RETRY_PERIOD" desc:"interval between attempts to acquire or renew the leader Lease"`
 
-	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported and synced GRPCRoutes attach to (their parentRefs); ?gateway= overrides it for an export"`
-	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported and synced VirtualServices, e.g. x-version; empty adds no such routes"`
+	Gateway            string        `envconfig:"REGISTRY_GATEWAY" desc:"<namespace>/<name>[/<sectionName>]: the Gateway that exported GRPCRoutes, and those route sync keeps, attach to (their parentRefs); ?gateway= overrides it for an export"`
+	IstioVersionHeader string        `envconfig:"REGISTRY_ISTIO_VERSION_HEADER" desc:"lowercase request header whose value (a version) selects that version's subset in exported VirtualServices and those route sync keeps, e.g. x-version; empty adds no such routes"`
 	SyncGRPCRoutes     bool          `envconfig:"REGISTRY_SYNC_GRPCROUTES" desc:"the leader keeps each app's GRPCRoutes, and the ReferenceGrants they need, in step with the route table; needs REGISTRY_GATEWAY"`
 	SyncIstio          bool          `envconfig:"REGISTRY_SYNC_ISTIO" desc:"the leader keeps each app's VirtualServices and DestinationRules in step with the route table"`
-	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" desc:"how long synced routes outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
+	SyncGrace          time.Duration `envconfig:"REGISTRY_SYNC_GRACE" desc:"how long the routes that route sync keeps outlive their method's last live instance; nothing is removed for this long after a leader starts or the registry's data comes back fresh"`
 
 	// OnListen, when set, is told the bound address (tests listen on :0).
 	OnListen func(net.Addr) `ignored:"true"`
@@ -220,26 +220,35 @@ func (c *Config) check() error {
 	if c.TTL <= 0 {
 		return fmt.Errorf("REGISTRY_TTL=%s: must be positive", c.TTL)
 	}
+	if _, err := logLevel(c.LogLevel); err != nil {
+		return err
+	}
 	switch c.LogFormat {
 	case "json", "console":
 	default:
 		return fmt.Errorf("REGISTRY_LOG_FORMAT=%q: want json or console", c.LogFormat)
 	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("REGISTRY_SHUTDOWN_TIMEOUT=%s: must not be negative (0 waits for no request)", c.ShutdownTimeout)
+	}
+	// 0 means httpapi.DefaultMaxInFlight, as in a Config built in code.
 	if c.MaxInFlight < 0 {
-		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must be positive", c.MaxInFlight)
+		return fmt.Errorf("REGISTRY_MAX_IN_FLIGHT=%d: must not be negative (0 means the default, %d)", c.MaxInFlight, httpapi.DefaultMaxInFlight)
 	}
+	// 0 means httpapi.DefaultMaxBodyBytes, as in a Config built in code.
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > 0 && c.MaxBodyBytes < httpapi.LargestBody {
-		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: must be at least %d, so that the largest valid body fits", c.MaxBodyBytes, httpapi.LargestBody)
+		return fmt.Errorf("REGISTRY_MAX_BODY_BYTES=%d: want %d or more, so that the largest valid body fits (0 means the default, %d)", c.MaxBodyBytes, httpapi.LargestBody, httpapi.DefaultMaxBodyBytes)
 	}
+	// 0 means httpapi.DefaultBodyReadTimeout, as in a Config built in code.
 	if c.BodyReadTimeout < 0 {
-		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must be positive", c.BodyReadTimeout)
+		return fmt.Errorf("REGISTRY_BODY_READ_TIMEOUT=%s: must not be negative (0 means the default, %s)", c.BodyReadTimeout, formatDefault(httpapi.DefaultBodyReadTimeout))
 	}
 	// 0, a Config built in code, means the defaults.
 	if c.LogFlushInterval < 0 || c.LogFlushInterval > maxLogFlushInterval {
 		return fmt.Errorf("REGISTRY_LOG_FLUSH_INTERVAL=%s: want 0 to %s", c.LogFlushInterval, maxLogFlushInterval)
 	}
 	if c.LogLineBytes != 0 && c.LogLineBytes < minLogLineBytes {
-		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: must be at least %d", c.LogLineBytes, minLogLineBytes)
+		return fmt.Errorf("REGISTRY_LOG_LINE_BYTES=%d: want %d or more (0 means the default, %d)", c.LogLineBytes, minLogLineBytes, defaultLogLineBytes)
 	}
 	// 0, a Config built in code, means model.DefaultMaxClockSkew.
 	if c.MaxClockSkew < 0 {
@@ -252,9 +261,9 @@ func (c *Config) check() error {
 		// A heartbeat held longer than half the TTL could arrive too late.
 		return fmt.Errorf("REGISTRY_WRITE_BATCH_WINDOW=%s: must be from 0 to less than half of REGISTRY_TTL (%s)", c.WriteBatchWindow, c.TTL)
 	}
-	// 0, a Config built in code, means registry's default.
+	// 0 means write.DefaultMaxConfigMapBytes, as in a Config built in code.
 	if c.MaxConfigMapBytes < 0 || c.MaxConfigMapBytes > store.MaxConfigMapBytes {
-		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: must be from 1 to %d, the API server's limit", c.MaxConfigMapBytes, store.MaxConfigMapBytes)
+		return fmt.Errorf("REGISTRY_MAX_CONFIGMAP_BYTES=%d: want at most %d, the API server's limit (0 means the default, %d)", c.MaxConfigMapBytes, store.MaxConfigMapBytes, write.DefaultMaxConfigMapBytes)
 	}
 	if err := c.validateAuth(); err != nil {
 		return err
@@ -284,6 +293,11 @@ func (c *Config) validateRouting() error {
 	if h := c.IstioVersionHeader; h != "" && !export.ValidHeaderName(h) {
 		return fmt.Errorf("REGISTRY_ISTIO_VERSION_HEADER=%q: want a lowercase header name", h)
 	}
+	// Checked with route sync off too: a mistake should not wait to be
+	// found until the day route sync is switched on.
+	if c.SyncGrace < 0 {
+		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
+	}
 	if !c.SyncGRPCRoutes && !c.SyncIstio {
 		return nil
 	}
@@ -294,8 +308,6 @@ func (c *Config) validateRouting() error {
 		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO need REGISTRY_STORE=kube: the objects live in its API server")
 	case c.ReadOnly:
 		return errors.New("REGISTRY_SYNC_GRPCROUTES and REGISTRY_SYNC_ISTIO run on the elected leader, which a read-only replica (REGISTRY_READ_ONLY=true) never is")
-	case c.SyncGrace < 0:
-		return fmt.Errorf("REGISTRY_SYNC_GRACE=%s: must not be negative", c.SyncGrace)
 	}
 	return nil
 }
@@ -410,6 +422,11 @@ func (c Config) derive(getenv func(string) string) (settings, error) {
 		return settings{}, err
 	}
 	s := settings{Config: c, proc: readProcessEnv(getenv)}
+	if s.LeaderLeaseName == "" {
+		// A Config built in code may leave it out; its default is declared
+		// once, in defaultConfig.
+		s.LeaderLeaseName = defaultConfig().LeaderLeaseName
+	}
 	var err error
 	if s.zone, err = time.LoadLocation(c.RunDateZone); err != nil {
 		return settings{}, fmt.Errorf("REGISTRY_RUN_DATE_ZONE=%q: %w", c.RunDateZone, err)

@@ -127,3 +127,71 @@ func TestEveryConfigFieldIsAVariable(t *testing.T) {
 		t.Errorf("%d variables for %d fields; only OnListen is set in code", n, typ.NumField())
 	}
 }
+
+// TestEveryVariableRefusesABadValue sets each variable that takes a number,
+// a duration, a switch or one of a few words to a value it cannot take, and
+// wants an error that names the variable. A string variable is listed here
+// with a bad value or with why it takes any text, so a new one is decided
+// on when it is added.
+func TestEveryVariableRefusesABadValue(t *testing.T) {
+	badText := map[string]string{
+		"REGISTRY_ADDR":                 ":99999",
+		"REGISTRY_STORE":                "disk",
+		"REGISTRY_SEED":                 "seed.yaml", // with the kube store
+		"REGISTRY_RUN_DATE_ZONE":        "Mars/Olympus",
+		"REGISTRY_LOG_LEVEL":            "trace",
+		"REGISTRY_LOG_FORMAT":           "xml",
+		"REGISTRY_WRITE_NAMESPACE":      "Fire_Fly",
+		"REGISTRY_AUTH":                 "basic",
+		"REGISTRY_LEASE_NAME":           "Registry API",
+		"REGISTRY_LEASE_NAMESPACE":      "Fire_Fly",
+		"REGISTRY_GATEWAY":              "gateway",
+		"REGISTRY_ISTIO_VERSION_HEADER": "X-Version",
+	}
+	anyText := map[string]string{
+		"REGISTRY_KUBECONFIG":      "a path, read when the kube store connects",
+		"REGISTRY_NAMESPACES":      "a list, checked by TestLoadConfigNamesTheBadVariable",
+		"REGISTRY_TOKEN_AUDIENCES": "a list, checked by TestLoadConfigNamesTheBadVariable",
+		"REGISTRY_ADMIN_SUBJECTS":  "a list of names, any of which may exist",
+	}
+	typ := reflect.TypeFor[Config]()
+	for _, v := range configVars() {
+		f, _ := typ.FieldByName(v.field)
+		var bad []string
+		switch f.Type {
+		case reflect.TypeFor[bool]():
+			bad = []string{"maybe", ""}
+		case reflect.TypeFor[time.Duration]():
+			bad = []string{"10", "-1s"}
+		case reflect.TypeFor[int](), reflect.TypeFor[int64]():
+			bad = []string{"1.5", "-1"}
+		default:
+			if value, ok := badText[v.key]; ok {
+				bad = []string{value}
+			} else if _, ok := anyText[v.key]; !ok {
+				t.Errorf("%s (%s): give it a bad value to refuse here, or say why it takes any text", v.key, f.Type)
+			}
+		}
+		named := regexp.MustCompile(`\b` + v.key + `\b`)
+		for _, value := range bad {
+			_, err := configFrom(t, v.key, value)
+			if err == nil || !named.MatchString(err.Error()) {
+				t.Errorf("%s=%q: %v; want an error that names %s", v.key, value, err, v.key)
+			}
+		}
+		// Where 0 is taken, the error for a negative number does not
+		// say that 0 is refused.
+		if len(bad) == 2 && strings.HasPrefix(bad[1], "-") {
+			zero := "0"
+			if f.Type == reflect.TypeFor[time.Duration]() {
+				zero = "0s"
+			}
+			if _, err := configFrom(t, v.key, zero); err == nil {
+				_, err := configFrom(t, v.key, bad[1])
+				if err != nil && regexp.MustCompile(`must be positive|at least|from 1`).MatchString(err.Error()) {
+					t.Errorf("%s=%s is taken, but %s=%s answers %q", v.key, zero, v.key, bad[1], err)
+				}
+			}
+		}
+	}
+}

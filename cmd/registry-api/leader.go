@@ -66,14 +66,10 @@ func startLeader(ctx context.Context, cfg settings, st store.Store, client kuber
 		return stop, nil
 	}
 
-	leaseNamespace, ok := cfg.leaderLeaseNamespace()
+	leaderLeaseNamespace, ok := cfg.leaderLeaseNamespace()
 	if !ok {
 		cancel()
 		return nil, fmt.Errorf("REGISTRY_LEASE_NAMESPACE: watching all namespaces, the leader Lease needs a namespace: set REGISTRY_LEASE_NAMESPACE or POD_NAMESPACE")
-	}
-	leaseName := cfg.LeaderLeaseName
-	if leaseName == "" {
-		leaseName = defaultServiceName
 	}
 	identity, err := leaderIdentity(cfg.proc.podName)
 	if err != nil {
@@ -82,8 +78,8 @@ func startLeader(ctx context.Context, cfg settings, st store.Store, client kuber
 	}
 	elector, err := election.New(election.Options{
 		Client:        client,
-		Namespace:     leaseNamespace,
-		Name:          leaseName,
+		Namespace:     leaderLeaseNamespace,
+		Name:          cfg.LeaderLeaseName,
 		Identity:      identity,
 		LeaseDuration: cfg.LeaderLeaseDuration,
 		RenewDeadline: cfg.LeaderLeaseRenewDeadline,

@@ -103,7 +103,7 @@ func TestServeCollectsDeadEntriesOnMemoryStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t)
-	cfg.Seed, cfg.SeedKeepalive = path, false
+	cfg.Seed, cfg.SeedRefresh = path, false
 	cfg.TTL = 2 * time.Second
 	cfg.GCAfter = time.Hour
 	logs := &testkit.Buffer{}

@@ -30,12 +30,23 @@ const maxLogFlushInterval = time.Second
 // written out at once, so a flood never waits for the next flush.
 const logBufferBytes = 64 << 10
 
+// logLevel reads REGISTRY_LOG_LEVEL. It takes the four levels the README
+// lists, not the rest of zerolog's: trace logs nothing more here, and
+// fatal, panic or disabled would hide the errors an operator needs.
+func logLevel(name string) (zerolog.Level, error) {
+	switch level := strings.ToLower(name); level {
+	case "debug", "info", "warn", "error":
+		return zerolog.ParseLevel(level)
+	}
+	return zerolog.NoLevel, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", name)
+}
+
 // newLogger returns the service's logger and a close that writes out what
 // it still holds; serve calls it last.
 func newLogger(cfg Config, stdout io.Writer) (zerolog.Logger, func(), error) {
-	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
-	if err != nil || level == zerolog.NoLevel {
-		return zerolog.Logger{}, nil, fmt.Errorf("REGISTRY_LOG_LEVEL=%q: want debug, info, warn or error", cfg.LogLevel)
+	level, err := logLevel(cfg.LogLevel)
+	if err != nil {
+		return zerolog.Logger{}, nil, err
 	}
 	closeLog := func() {}
 	out := stdout

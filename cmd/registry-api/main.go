@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	// Zone data in the binary (about 450 KB): REGISTRY_RUN_DATE_ZONE resolves
+	// Zone data in the binary (about 450 KB): REGISTRY_RUN_DATE_ZONE loads
 	// in any image, with or without /usr/share/zoneinfo.
 	_ "time/tzdata"
 )

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -19,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/registry-api/internal/model"
+	"github.com/acme/registry-api/internal/store"
 	"github.com/acme/registry-api/internal/testkit"
 )
 
@@ -154,7 +158,8 @@ var assignedName = regexp.MustCompile(`(?m)^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-
 // seed, the seed kept alive), listening on a free port that replaces
 // localhost:8080 and is $REGISTRY. A block fails when a command fails (set -euo pipefail), when
 // any answer is a 5xx or a problem that its annotation does not expect, or
-// when it sends no request at all. Blocks that need a cluster, docker or the
+// when it sends no request at all; the run fails when the blocks leave the
+// server holding other entries than the seed's. Blocks that need a cluster, docker or the
 // build itself carry `<!-- readme-test: skip (reason) -->`.
 func TestREADMEShellBlocks(t *testing.T) {
 	for _, tool := range []string{"bash", "curl"} {
@@ -246,9 +251,83 @@ func TestREADMEShellBlocks(t *testing.T) {
 	if ran == 0 {
 		t.Error("every ```sh block of README.md is skipped")
 	}
+	// A reader who runs the examples leaves `make run` as they found it: an
+	// instance a block registers and leaves behind would clutter every later
+	// view until its TTL and GC.
+	holdsTheSeed(t, base, "the README's blocks")
 	if t.Failed() {
 		t.Logf("server log:\n%s", logs)
 	}
+}
+
+// holdsTheSeed fails the test unless the server at base holds the entries
+// of demo/seed.yaml and no others, after what ran.
+func holdsTheSeed(t *testing.T, base, after string) {
+	t.Helper()
+	seed, err := store.LoadSeedFile(filepath.Join("..", "..", "demo", "seed.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, cm := range seed {
+		env, _ := model.EnvFromConfigMapName(cm.Name)
+		for key := range cm.Data {
+			want[env+"/"+key] = true
+		}
+	}
+	held := heldEntries(t, base)
+	for _, entry := range slices.Sorted(maps.Keys(held)) {
+		if !want[entry] {
+			t.Errorf("after %s the server holds %s, which demo/seed.yaml does not: it was left registered", after, entry)
+		}
+	}
+	for _, entry := range slices.Sorted(maps.Keys(want)) {
+		if !held[entry] {
+			t.Errorf("after %s the server lacks the seed's %s: it was overwritten or removed", after, entry)
+		}
+	}
+}
+
+// heldEntries lists every entry the server at base reads, alive, stale or
+// invalid, as env/key.
+func heldEntries(t *testing.T, base string) map[string]bool {
+	t.Helper()
+	get := func(path string, v any) {
+		t.Helper()
+		status, _, body := fetch(t, base, path)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, status, body)
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	held := map[string]bool{}
+	var envs struct{ Envs []struct{ Env string } }
+	get("/v1/envs", &envs)
+	for _, e := range envs.Envs {
+		var detail struct {
+			InvalidEntries []struct{ Key string } `json:"invalid_entries"`
+		}
+		get("/v1/envs/"+url.PathEscape(e.Env), &detail)
+		for _, inv := range detail.InvalidEntries {
+			held[e.Env+"/"+inv.Key] = true
+		}
+		var apps struct {
+			Apps []struct {
+				AppID string `json:"app_id"`
+			}
+		}
+		get("/v1/envs/"+url.PathEscape(e.Env)+"/apps", &apps)
+		for _, a := range apps.Apps {
+			var app struct{ Instances []struct{ Key string } }
+			get("/v1/envs/"+url.PathEscape(e.Env)+"/apps/"+url.PathEscape(a.AppID)+"?include=stale", &app)
+			for _, in := range app.Instances {
+				held[e.Env+"/"+in.Key] = true
+			}
+		}
+	}
+	return held
 }
 
 // shellQuote quotes s for bash.

@@ -262,7 +262,7 @@ func openStore(ctx context.Context, cfg settings, log zerolog.Logger) (store.Sto
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if cfg.SeedKeepalive {
+		if cfg.SeedRefresh {
 			// Refreshed before anything reads the seed: its run_dates are old,
 			// and the leader's GC would remove the demo entries first.
 			entries := store.SeedEntriesOf(seed)

@@ -25,7 +25,7 @@ func testConfig(t *testing.T) Config {
 		Addr:            "127.0.0.1:0",
 		Store:           "memory",
 		Seed:            filepath.Join("..", "..", "demo", "seed.yaml"),
-		SeedKeepalive:   true,
+		SeedRefresh:     true,
 		Namespaces:      []string{"firefly"},
 		PollInterval:    50 * time.Millisecond,
 		TTL:             10 * time.Second,
@@ -413,7 +413,7 @@ func TestRunHelpShowsFlagsAndEveryBoolDefault(t *testing.T) {
 
 func TestKubeStoreWithoutCredentialsRefusesToStart(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Store, cfg.Seed, cfg.SeedKeepalive = "kube", "", false
+	cfg.Store, cfg.Seed, cfg.SeedRefresh = "kube", "", false
 	getenv := func(k string) string {
 		if k == "HOME" {
 			return t.TempDir()

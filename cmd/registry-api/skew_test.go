@@ -30,7 +30,7 @@ data:
 		want int
 	}{{0, 1}, {2 * time.Minute, 0}} {
 		cfg := testConfig(t)
-		cfg.Seed, cfg.SeedKeepalive, cfg.MaxClockSkew = path, false, tt.skew
+		cfg.Seed, cfg.SeedRefresh, cfg.MaxClockSkew = path, false, tt.skew
 		base, stop := startServe(t, cfg, io.Discard)
 		waitReady(t, base)
 		resp, err := http.Get(base + "/v1/envs/prod")

@@ -74,14 +74,18 @@ type TokenReviewer interface {
 // Reviewer is safe.
 type Options struct {
 	Reviewer TokenReviewer
-	// Audiences the token must be meant for; default registry-api.
+	// Audiences the token must be meant for; empty means the package
+	// default (DefaultAudience).
 	Audiences []string
 	// CacheTTL bounds how long an accepted token is trusted without asking
-	// again; the token's own expiry bounds it further. Default 1m.
+	// again; the token's own expiry bounds it further. Zero means the package
+	// default (DefaultCacheTTL).
 	CacheTTL time.Duration
-	// CacheSize bounds the number of accepted tokens remembered; default 4096.
+	// CacheSize bounds the number of accepted tokens remembered; zero means
+	// the package default (DefaultCacheSize).
 	CacheSize int
-	// Timeout bounds each TokenReview; default 5s.
+	// Timeout bounds each TokenReview; zero means the package default
+	// (DefaultTimeout).
 	Timeout time.Duration
 	// Now is the clock of the cache; default time.Now.
 	Now func() time.Time

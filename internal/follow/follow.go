@@ -36,7 +36,7 @@ const (
 	// remembers as many, so that a follower that comes back with a tag it
 	// held within them is sent what changed since.
 	MaxLag = 64
-	// DefaultMaxFollowers caps the admitted followers of a hub whose
+	// DefaultMaxFollowers caps the followers that may join a hub whose
 	// Options leave MaxFollowers zero.
 	DefaultMaxFollowers = 2048
 )
@@ -59,8 +59,8 @@ type Options struct {
 	Now func() time.Time
 	// TTL is the liveness window.
 	TTL time.Duration
-	// MaxFollowers caps the followers Follow admits; zero means
-	// DefaultMaxFollowers.
+	// MaxFollowers caps the followers that Follow lets join; zero means
+	// the package default (DefaultMaxFollowers).
 	MaxFollowers int
 	// Registerer receives the followers' metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -186,8 +186,8 @@ type Follower struct {
 	once    sync.Once
 }
 
-// Follow admits a follower of kind ("stream" or "blocking", for the
-// metrics) to topic key, or refuses it with ErrTooManyFollowers beyond the
+// Follow lets a follower of kind ("stream" or "blocking", for the
+// metrics) join topic key, or refuses it with ErrTooManyFollowers beyond the
 // cap. key is an env name, AllEnvs or EveryChange.
 func (h *Hub) Follow(key, kind string) (*Follower, error) {
 	if h.open.Add(1) > h.max {

@@ -297,7 +297,7 @@ func TestFindRemembersRecentTags(t *testing.T) {
 	})
 }
 
-// Follow admits up to the cap; a refused follower costs nothing and a
+// Followers join up to the cap; a refused follower costs nothing and a
 // closed one frees its place.
 func TestFollowerCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

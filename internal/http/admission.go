@@ -67,8 +67,8 @@ func (s *server) admit(next http.Handler) http.Handler {
 			// Cleared by readBody once the body is in; left on for a body
 			// no handler reads, it bounds the server's drain of it too.
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout))
-			// In place, not on a copy: routing fills in r.Pattern for
-			// observe to log. r is chi's own copy of the server's request.
+			// In place, as http.MaxBytesReader is used: the server
+			// closes and drains the body it handed in, not r.Body.
 			body := &budgetedBody{ReadCloser: r.Body, a: a, w: w}
 			defer body.release()
 			r.Body = body

@@ -79,5 +79,33 @@ func BenchmarkSmallReads(b *testing.B) {
 		{"empty answer", "/v1/envs/prod/routes?app=app-none"},
 	} {
 		b.Run(bc.name, func(b *testing.B) { benchServe(b, nodes, bc.target) })
+		b.Run(bc.name+"/bare handler", func(b *testing.B) { benchBare(b, nodes, bc.target) })
+	}
+}
+
+// benchBare is the baseline of benchServe: a bare handler that writes the
+// registry's answer to target, headers and body, as the load test's does.
+func benchBare(b *testing.B, nodes []node, target string) {
+	h, err := newServer(Deps{Log: zerolog.Nop(), Snapshots: newSource(buildSnapshot(t0, nodes...)),
+		Now: func() time.Time { return t0 }, Prometheus: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
+	header, body := w.Header().Clone(), w.Body.Bytes()
+	bare := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		dst := w.Header()
+		for k, v := range header {
+			dst[k] = v
+		}
+		_, _ = w.Write(body)
+	})
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	w = httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Body.Reset()
+		bare.ServeHTTP(w, r)
 	}
 }

@@ -117,3 +117,25 @@ func TestREADMEErrorTableIsTheProblemTable(t *testing.T) {
 		t.Errorf("README's error table lists %s, which the server never answers", code)
 	}
 }
+
+// TestDocumentedRetryIsTheStreams holds the `retry:` line that the README
+// and openapi.yaml say a stream opens with to the one the server sends.
+func TestDocumentedRetryIsTheStreams(t *testing.T) {
+	t.Parallel()
+	retry := regexp.MustCompile("`retry: ([0-9]+)`")
+	for _, name := range []string{"README.md", "openapi.yaml"} {
+		text, err := os.ReadFile(filepath.Join("..", "..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		said := retry.FindAllStringSubmatch(string(text), -1)
+		if len(said) == 0 {
+			t.Errorf("%s does not say that a stream opens with `retry: %d`", name, reconnectMillis)
+		}
+		for _, m := range said {
+			if m[1] != strconv.Itoa(reconnectMillis) {
+				t.Errorf("%s says a stream opens with `retry: %s`; the server sends retry: %d", name, m[1], reconnectMillis)
+			}
+		}
+	}
+}

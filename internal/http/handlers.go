@@ -93,14 +93,14 @@ func handleListEnvs(src model.SnapshotSource, live liveness) http.HandlerFunc {
 }
 
 // handleGetEnv serves GET /v1/envs/{env}.
-func handleGetEnv(src model.SnapshotSource, live liveness, sync func() []routesync.KindStatus) http.HandlerFunc {
+func handleGetEnv(src model.SnapshotSource, live liveness, routeSync func() []routesync.KindStatus) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		snap, env, err := pathEnv(w, r, src)
 		if err != nil {
 			writeProblem(w, r, err)
 			return
 		}
-		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live, sync))
+		encode(w, r, http.StatusOK, newEnvDetailView(snap, env, live, routeSync))
 	}
 }
 

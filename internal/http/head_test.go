@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,8 +35,15 @@ func getTargets(t *testing.T, h *harness) []string {
 		return url.PathEscape(v), ok
 	}
 	examples := map[string]string{}
-	for _, ref := range h.srv.spec.doc.Components.Parameters {
-		if p := ref.Value; p.In == "path" {
+	params := h.srv.spec.doc.Components.Parameters
+	// Two components name leaseId: LeaseId, a seeded instance's, and
+	// RegisteredLeaseId, the writes' own. In name order the reads' comes first
+	// and is kept.
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if p := params[name].Value; p.In == "path" {
+			if _, seen := examples[p.Name]; seen {
+				continue
+			}
 			if v, ok := exampleOf(p); ok {
 				examples[p.Name] = v
 			}

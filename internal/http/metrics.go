@@ -14,7 +14,7 @@ import (
 // cannot grow the label set.
 const unmatchedRoute = "unmatched"
 
-// httpMetrics are the request metrics, with their series resolved once per
+// httpMetrics are the request metrics, with their series looked up once per
 // route so that a request neither formats nor hashes labels.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
@@ -83,13 +83,13 @@ func (m *httpMetrics) addRoute(method, pattern string) {
 	m.routes[routeKey{method, pattern}] = m.newRouteMetrics(pattern, method)
 }
 
-// forRequest returns the series of the route r matched; chi sets r.Pattern
-// while routing.
-func (m *httpMetrics) forRequest(r *http.Request) *routeMetrics {
-	if rm := m.routes[routeKey{r.Method, r.Pattern}]; rm != nil {
+// forRoute returns the series of method on the route pattern; an empty or
+// unknown pattern is a request that matched no route.
+func (m *httpMetrics) forRoute(method, pattern string) *routeMetrics {
+	if rm := m.routes[routeKey{method, pattern}]; rm != nil {
 		return rm
 	}
-	if rm := m.unmatched[r.Method]; rm != nil {
+	if rm := m.unmatched[method]; rm != nil {
 		return rm
 	}
 	return m.unmatched[otherMethod]

@@ -23,6 +23,16 @@ type recorder struct {
 	err    error
 	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
 	retryHeartbeat []string
+	// capture, when set, remembers the answer to keep it (answers.go).
+	capture *capture
+	// pattern is the route that answered, which routing reports (routed)
+	// or a kept answer carries; empty when no route matched.
+	pattern string
+	// routed is the router's copy of the request, with its path values;
+	// nil when the router did not run (a replayed answer).
+	routed *http.Request
+	// metrics, when set, are the route's series, resolved beforehand.
+	metrics *routeMetrics
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
@@ -30,13 +40,19 @@ var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 func (rec *recorder) WriteHeader(status int) {
 	if rec.status == 0 {
 		rec.status = status
+		if rec.capture != nil {
+			rec.capture.writeHeader(status, rec.ResponseWriter.Header())
+		}
 	}
 	rec.ResponseWriter.WriteHeader(status)
 }
 
 func (rec *recorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
-		rec.status = http.StatusOK
+		rec.WriteHeader(http.StatusOK)
+	}
+	if rec.capture != nil {
+		rec.capture.write(b)
 	}
 	n, err := rec.ResponseWriter.Write(b)
 	rec.bytes += int64(n)
@@ -47,7 +63,7 @@ func (rec *recorder) Write(b []byte) (int, error) {
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
 // observe logs every request, records its metrics and turns a panic into a
-// 500 problem. It runs outside routing: chi fills r.Pattern on the way in.
+// 500 problem. It runs before routing, which reports its route (routed).
 func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -60,7 +76,10 @@ func (s *server) observe(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 
-		rm := s.metrics.forRequest(r)
+		pattern, rm := rec.pattern, rec.metrics
+		if rm == nil {
+			rm = s.metrics.forRoute(r.Method, pattern)
+		}
 		rm.observe(status, elapsed.Seconds())
 
 		level := zerolog.InfoLevel
@@ -71,7 +90,7 @@ func (s *server) observe(next http.Handler) http.Handler {
 			// The client's doing, or the registry's content: worth seeing,
 			// not the service failing.
 			level = zerolog.WarnLevel
-		case r.Pattern == "/healthz" || r.Pattern == "/readyz" || r.Pattern == "/metrics":
+		case pattern == "/healthz" || pattern == "/readyz" || pattern == "/metrics":
 			level = zerolog.DebugLevel
 		}
 		if ev := s.log.WithLevel(level); ev != nil {
@@ -89,6 +108,22 @@ func (s *server) observe(next http.Handler) http.Handler {
 		}
 		*rec = recorder{}
 		recorderPool.Put(rec)
+	})
+}
+
+// routed is the router's first middleware: it tells observe, outside the
+// router, which route answered. r is the router's own copy of the request,
+// on which chi fills in r.Pattern while routing.
+func routed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Deferred: a handler that panics is still logged and counted
+		// under its route.
+		defer func() {
+			if rec, ok := w.(*recorder); ok {
+				rec.pattern, rec.routed = r.Pattern, r
+			}
+		}()
+		next.ServeHTTP(w, r)
 	})
 }
 

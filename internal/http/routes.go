@@ -9,14 +9,16 @@ import (
 	"github.com/acme/registry-api/internal/http/swaggerui"
 )
 
-// addRoutes wires every route of the API. Routes in the validated groups are
-// checked against openapi.yaml before their handler runs.
-func addRoutes(r *chi.Mux, s *server, deps Deps) {
+// addRoutes wires every route of the API and returns the server's handler.
+// Every request is observed (logged and counted) and admitted, answered
+// from a kept answer when one holds (answers.go), and otherwise routed.
+// Routes in the validated groups are checked against openapi.yaml before
+// their handler runs.
+func addRoutes(r *chi.Mux, s *server, deps Deps) http.Handler {
 	live := liveness{now: deps.Now, ttl: deps.TTL}
 	snaps := deps.Snapshots
 
-	r.Use(s.observe)
-	r.Use(s.admit)
+	r.Use(routed)
 	r.Use(headAsGet)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
@@ -85,4 +87,11 @@ func addRoutes(r *chi.Mux, s *server, deps Deps) {
 	// Static assets: nothing to validate.
 	r.Get("/docs", handleDocsRedirect())
 	r.Method(http.MethodGet, "/docs/*", http.StripPrefix("/docs", swaggerui.Handler(http.HandlerFunc(docsNotFound))))
+
+	h := http.Handler(r)
+	if !deps.ReadAuth {
+		// Behind read authentication every request must show its token.
+		h = s.answers.serve(h)
+	}
+	return s.observe(s.admit(h))
 }

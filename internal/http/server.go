@@ -144,8 +144,10 @@ func (d *Deps) validate() error {
 // server is the API's http.Handler; it keeps what handlers and middleware
 // share, all of it built once in NewServer.
 type server struct {
-	log     zerolog.Logger
-	router  *chi.Mux
+	log    zerolog.Logger
+	router *chi.Mux
+	// handler is the router behind what every request passes first.
+	handler http.Handler
 	spec    *apiSpec
 	metrics *httpMetrics
 	follow  *following
@@ -153,6 +155,8 @@ type server struct {
 	prometheus *prometheus.Registry
 	// admission is shared by every request; see admit.
 	admission *admission
+	// answers keeps the answers of repeated small reads; see answers.go.
+	answers *answers
 	// retryHeartbeat is the Retry-After of retryHeartbeat problems.
 	retryHeartbeat []string
 }
@@ -187,6 +191,10 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	replayed, err := newAnswerMetrics(deps.Prometheus)
+	if err != nil {
+		return nil, err
+	}
 	hub := deps.Follow
 	if hub == nil {
 		hub, err = follow.New(follow.Options{Source: deps.Snapshots, Now: deps.Now, TTL: deps.TTL,
@@ -206,12 +214,13 @@ func newServer(deps Deps) (*server, error) {
 			maxBodyBytes: deps.MaxBodyBytes,
 			metrics:      am,
 		},
+		answers:        &answers{src: deps.Snapshots, metrics: metrics, now: deps.Now, ttl: deps.TTL, replayed: replayed},
 		prometheus:     deps.Prometheus,
 		retryHeartbeat: heartbeatRetryAfter(deps.TTL),
 		follow: &following{hub: hub, src: deps.Snapshots, live: liveness{now: deps.Now, ttl: deps.TTL},
 			drain: deps.Drain, m: sm},
 	}
-	addRoutes(s.router, s, deps)
+	s.handler = addRoutes(s.router, s, deps)
 	// Bind every route to its operation now, so that a route the document
 	// lacks fails at startup rather than on its first request. Every GET
 	// route answers HEAD too (headAsGet), bound to the same operation.
@@ -234,11 +243,12 @@ func newServer(deps Deps) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.answers.reads = s.spec.headersRead(http.MethodGet, answerRoutes)
 	return s, nil
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.router.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // headAsGet routes HEAD as GET: a HEAD request runs the GET route's

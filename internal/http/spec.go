@@ -535,3 +535,21 @@ func firstLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
 }
+
+// headersRead lists the request headers that the operations of method on
+// patterns declare as parameters, each once.
+func (s *apiSpec) headersRead(method string, patterns map[string]bool) []string {
+	var out []string
+	for key, op := range s.ops {
+		if key.method != method || !patterns[key.pattern] {
+			continue
+		}
+		for _, pc := range op.params {
+			if pc.header != "" && !slices.Contains(out, pc.header) {
+				out = append(out, pc.header)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -78,7 +78,7 @@ type conflictSummaryView struct {
 	AppID     string   `json:"app_id"`
 }
 
-func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness, sync func() []routesync.KindStatus) envDetailView {
+func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness, routeSync func() []routesync.KindStatus) envDetailView {
 	now := live.now()
 	v := envDetailView{
 		Env:            env.Name,
@@ -100,8 +100,8 @@ func newEnvDetailView(snap *model.Snapshot, env *model.EnvIndex, live liveness, 
 		c.AppID = m.Claims[m.Winner(now, live.ttl)].AppID
 		v.Conflicts = append(v.Conflicts, c)
 	}
-	if sync != nil {
-		for _, k := range sync() {
+	if routeSync != nil {
+		for _, k := range routeSync() {
 			v.RouteSync = append(v.RouteSync, routeSyncKindView{Kind: k.Kind, Served: k.Served})
 		}
 	}

@@ -203,7 +203,11 @@ func (wd writeDeps) instanceOf(r *http.Request) (instance, error) {
 // leaseParam reads {leaseId} with strconv, never through a float64, and only
 // in its canonical decimal form, so that an instance has exactly one URL.
 func leaseParam(r *http.Request) (int64, error) {
-	raw := pathParam(r, "leaseId")
+	return parseLeaseID(pathParam(r, "leaseId"))
+}
+
+// parseLeaseID reads a lease id as {leaseId} carries it.
+func parseLeaseID(raw string) (int64, error) {
 	id, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != raw {
 		return 0, leaseParamError(raw)

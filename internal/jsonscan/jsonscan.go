@@ -243,11 +243,19 @@ func (s *Scanner[T]) digits() int {
 }
 
 func (s *Scanner[T]) literal(word string) error {
-	if len(s.B)-s.Pos < len(word) || string(s.B[s.Pos:s.Pos+len(word)]) != word {
+	if !s.Literal(word) {
 		return s.fail("expecting a value")
 	}
-	s.Pos += len(word)
 	return nil
+}
+
+// Literal reads word (true, false or null) if it is next.
+func (s *Scanner[T]) Literal(word string) bool {
+	if len(s.B)-s.Pos < len(word) || string(s.B[s.Pos:s.Pos+len(word)]) != word {
+		return false
+	}
+	s.Pos += len(word)
+	return true
 }
 
 func decodeRune[T string | []byte](b T) (rune, int) {

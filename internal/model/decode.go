@@ -102,108 +102,91 @@ var (
 // would decode without error and it is sure to decode it the same way. It
 // leaves sn untouched otherwise.
 func (sn *serviceNodeIn) decodeFast(b []byte) bool {
-	d := fastDecoder{b: b, intern: sn.Methods.intern}
+	d := newFastDecoder(b, sn.Methods.intern)
 	out := *sn
 	var seen uint
-	d.space()
-	if !d.consume('{') {
-		return false
-	}
-	d.space()
-	if !d.consume('}') {
-		for {
-			key, ok := d.memberName()
+	d.Space()
+	ok := d.object(func(key []byte) bool {
+		m := matchName(key, libraryMembers)
+		if m >= 0 {
+			// encoding/json merges repeated objects and lets the last
+			// scalar win; writers never repeat members, so leave it to it.
+			if seen&(1<<m) != 0 {
+				return false
+			}
+			seen |= 1 << m
+		}
+		switch m {
+		case memberProtoCount:
+			n, ok := d.integer()
+			if !ok || int64(int(n)) != n { // int may be 32 bits
+				return false
+			}
+			out.ProtoCount = int(n)
+		case memberLeaseID:
+			n, ok := d.integer()
+			out.LeaseID = n
+			return ok
+		case memberRunDate:
+			// Not interned: every heartbeat writes a new one, and
+			// ParseEntry keeps only the time it stands for.
+			s, ok := d.stringValue()
 			if !ok {
 				return false
 			}
-			m := matchName(key, libraryMembers)
-			if m >= 0 {
-				// encoding/json merges repeated objects and lets the last
-				// scalar win; writers never repeat members, so leave it to it.
-				if seen&(1<<m) != 0 {
-					return false
-				}
-				seen |= 1 << m
-			}
-			switch m {
-			case memberProtoCount:
-				n, ok := d.integer()
-				if !ok || int64(int(n)) != n { // int may be 32 bits
-					return false
-				}
-				out.ProtoCount = int(n)
-			case memberLeaseID:
-				if out.LeaseID, ok = d.integer(); !ok {
-					return false
-				}
-			case memberRunDate:
-				// Not interned: every heartbeat writes a new one, and
-				// ParseEntry keeps only the time it stands for.
-				s, ok := d.stringValue()
-				if !ok {
-					return false
-				}
-				out.RunDate = string(s)
-			case memberMethods:
-				if out.Methods.names, ok = d.methods(out.Methods.names); !ok {
-					return false
-				}
-			case memberNetwork:
-				v := [...]string{out.Network.SN, out.Network.Internal, out.Network.External}
-				if !d.stringMembers(networkNames, v[:]) {
-					return false
-				}
-				out.Network = Network{SN: v[0], Internal: v[1], External: v[2]}
-			case memberKernel:
-				v := [...]string{out.Kernel.Language, out.Kernel.Version}
-				if !d.stringMembers(kernelNames, v[:]) {
-					return false
-				}
-				out.Kernel = Kernel{Language: v[0], Version: v[1]}
-			case memberMeta:
-				v := [...]string{out.Meta.Env, out.Meta.AppID, out.Meta.Version}
-				if !d.stringMembers(metaNames, v[:]) {
-					return false
-				}
-				out.Meta = Meta{Env: v[0], AppID: v[1], Version: v[2]}
-			default:
-				if len(key) == len(MemberKeepalive) && equalFoldASCII(key, MemberKeepalive) {
-					// As keepaliveMember reads it: the last one wins, and
-					// anything but a string is empty.
-					out.Keepalive = ""
-					if d.i < len(d.b) && d.b[d.i] == '"' {
-						s, ok := d.stringValue()
-						if !ok {
-							return false
-						}
-						out.Keepalive = keepaliveMember(s)
-						break
-					}
-				}
-				if !d.skipValue() {
-					return false
-				}
-			}
-			if more, ok := d.next(); !ok {
+			out.RunDate = string(s)
+		case memberMethods:
+			names, ok := d.methods(out.Methods.names)
+			out.Methods.names = names
+			return ok
+		case memberNetwork:
+			v := [...]string{out.Network.SN, out.Network.Internal, out.Network.External}
+			if !d.stringMembers(networkNames, v[:]) {
 				return false
-			} else if !more {
-				break
 			}
+			out.Network = Network{SN: v[0], Internal: v[1], External: v[2]}
+		case memberKernel:
+			v := [...]string{out.Kernel.Language, out.Kernel.Version}
+			if !d.stringMembers(kernelNames, v[:]) {
+				return false
+			}
+			out.Kernel = Kernel{Language: v[0], Version: v[1]}
+		case memberMeta:
+			v := [...]string{out.Meta.Env, out.Meta.AppID, out.Meta.Version}
+			if !d.stringMembers(metaNames, v[:]) {
+				return false
+			}
+			out.Meta = Meta{Env: v[0], AppID: v[1], Version: v[2]}
+		default:
+			if len(key) == len(MemberKeepalive) && equalFoldASCII(key, MemberKeepalive) {
+				// As keepaliveMember reads it: the last one wins, and
+				// anything but a string is empty.
+				out.Keepalive = ""
+				if d.Pos < len(d.B) && d.B[d.Pos] == '"' {
+					s, ok := d.stringValue()
+					if !ok {
+						return false
+					}
+					out.Keepalive = keepaliveMember(s)
+					return true
+				}
+			}
+			return d.skipValue()
 		}
-	}
-	d.space()
-	if d.i != len(b) {
+		return true
+	})
+	d.Space()
+	if !ok || d.Pos != len(b) {
 		return false
 	}
 	*sn = out
 	return true
 }
 
-// fastDecoder reads JSON from b at i. Its methods report false for anything
-// they are not sure to read exactly as encoding/json does.
+// fastDecoder reads JSON with a jsonscan.Scanner. Its methods report false
+// for anything they are not sure to read exactly as encoding/json does.
 type fastDecoder struct {
-	b      []byte
-	i      int
+	jsonscan.Scanner[[]byte]
 	intern *Interner
 }
 
@@ -211,59 +194,60 @@ type fastDecoder struct {
 // go to encoding/json, which has its own limit.
 const maxSkipDepth = 64
 
-func (d *fastDecoder) space() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
+// newFastDecoder reads b from its start, interning with intern (nil copies
+// every string). UTF-8 is left alone, as encoding/json's scanner leaves it.
+func newFastDecoder(b []byte, intern *Interner) fastDecoder {
+	return fastDecoder{Scanner: jsonscan.Scanner[[]byte]{B: b, MaxDepth: maxSkipDepth}, intern: intern}
+}
+
+// object reads an object, handing each member's name to member, which reads
+// the value that follows it and reports whether it could. It is the one
+// loop over members for every object the fast path reads but methods.
+func (d *fastDecoder) object(member func(name []byte) bool) bool {
+	if !d.Consume('{') {
+		return false
+	}
+	d.Space()
+	if d.Consume('}') {
+		return true
+	}
+	for {
+		key, ok := d.memberName()
+		if !ok || !member(key) {
+			return false
+		}
+		if more, ok := d.next(); !more {
+			return ok
 		}
 	}
-}
-
-// consume reads c if it is next.
-func (d *fastDecoder) consume(c byte) bool {
-	if d.i < len(d.b) && d.b[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// literal reads lit if it is next.
-func (d *fastDecoder) literal(lit string) bool {
-	if hasPrefixAt(d.b, d.i, lit) {
-		d.i += len(lit)
-		return true
-	}
-	return false
 }
 
 // next reads what follows a member's value: a comma and the space after it
 // (more members follow) or the closing brace.
 func (d *fastDecoder) next() (more, ok bool) {
-	d.space()
-	if d.consume(',') {
-		d.space()
+	d.Space()
+	if d.Consume(',') {
+		d.Space()
 		return true, true
 	}
-	return false, d.consume('}')
+	return false, d.Consume('}')
 }
 
 // rawString reads a string without escapes and returns its bytes. ascii is
 // false when they include bytes above 0x7f, not yet checked for UTF-8.
+// jsonscan's String reads escapes too; a string with one does not decode to
+// its own bytes, so this one gives up on it instead.
 func (d *fastDecoder) rawString() (s []byte, ascii, ok bool) {
-	b := d.b
-	if d.i >= len(b) || b[d.i] != '"' {
+	b := d.B
+	if d.Pos >= len(b) || b[d.Pos] != '"' {
 		return nil, false, false
 	}
 	var high byte
-	for j := d.i + 1; j < len(b); j++ {
+	for j := d.Pos + 1; j < len(b); j++ {
 		c := b[j]
 		if c == '"' {
-			s = b[d.i+1 : j]
-			d.i = j + 1
+			s = b[d.Pos+1 : j]
+			d.Pos = j + 1
 			return s, high < utf8.RuneSelf, true
 		}
 		if c == '\\' || c < 0x20 {
@@ -292,11 +276,11 @@ func (d *fastDecoder) memberName() ([]byte, bool) {
 	if !ok || !ascii {
 		return nil, false
 	}
-	d.space()
-	if !d.consume(':') {
+	d.Space()
+	if !d.Consume(':') {
 		return nil, false
 	}
-	d.space()
+	d.Space()
 	return s, true
 }
 
@@ -337,7 +321,7 @@ func equalFoldASCII(a []byte, b string) bool {
 // for integer fields: digits only, so a fraction or an exponent (which
 // encoding/json rejects there) and anything past int64 give up.
 func (d *fastDecoder) integer() (int64, bool) {
-	b, i := d.b, d.i
+	b, i := d.B, d.Pos
 	neg := i < len(b) && b[i] == '-'
 	if neg {
 		i++
@@ -367,36 +351,36 @@ func (d *fastDecoder) integer() (int64, bool) {
 	default:
 		return 0, false
 	}
-	d.i = i
+	d.Pos = i
 	return n, true
 }
 
 // methods reads the methods object into the names decoded before, as
 // methodList.UnmarshalJSON does, interning the names.
 func (d *fastDecoder) methods(prev []string) ([]string, bool) {
-	if !d.consume('{') {
+	if !d.Consume('{') {
 		return nil, false
 	}
 	// Collected on the stack, then copied once at their exact size.
 	var buf [32]string
 	names := append(buf[:0], prev...)
-	d.space()
-	if !d.consume('}') {
+	d.Space()
+	if !d.Consume('}') {
 		for {
 			s, ascii, ok := d.rawString()
 			if !ok || !ascii && !utf8.Valid(s) {
 				return nil, false
 			}
-			d.space()
-			if !d.consume(':') {
+			d.Space()
+			if !d.Consume(':') {
 				return nil, false
 			}
-			d.space()
+			d.Space()
 			var on bool
 			switch {
-			case d.literal("true"):
+			case d.Literal("true"):
 				on = true
-			case d.literal("false"), d.literal("null"):
+			case d.Literal("false"), d.Literal("null"):
 				// null decodes to false in the library's map[string]bool.
 			default:
 				return nil, false
@@ -416,47 +400,29 @@ func (d *fastDecoder) methods(prev []string) ([]string, bool) {
 // vals (which hold the values to keep for absent members), interning them;
 // other members are skipped.
 func (d *fastDecoder) stringMembers(names, vals []string) bool {
-	if !d.consume('{') {
-		return false
-	}
 	var seen uint
-	d.space()
-	if d.consume('}') {
-		return true
-	}
-	for {
-		key, ok := d.memberName()
+	return d.object(func(key []byte) bool {
+		m := matchName(key, names)
+		if m < 0 {
+			return d.skipValue()
+		}
+		if seen&(1<<m) != 0 {
+			return false
+		}
+		seen |= 1 << m
+		s, ok := d.stringValue()
 		if !ok {
 			return false
 		}
-		if m := matchName(key, names); m >= 0 {
-			if seen&(1<<m) != 0 {
-				return false
-			}
-			seen |= 1 << m
-			s, ok := d.stringValue()
-			if !ok {
-				return false
-			}
-			vals[m] = d.intern.String(s)
-		} else if !d.skipValue() {
-			return false
-		}
-		if more, ok := d.next(); !more {
-			return ok
-		}
-	}
+		vals[m] = d.intern.String(s)
+		return true
+	})
 }
 
 // skipValue reads any JSON value, checking it as encoding/json's scanner
 // does: the grammar, with UTF-8 left alone, and at most maxSkipDepth levels.
 func (d *fastDecoder) skipValue() bool {
-	s := jsonscan.Scanner[[]byte]{B: d.b, Pos: d.i, MaxDepth: maxSkipDepth}
-	if s.Value() != nil {
-		return false
-	}
-	d.i = s.Pos
-	return true
+	return d.Value() == nil
 }
 
 // methodList decodes the wire's {"/pkg.Svc/M": true, ...} into the names
@@ -474,54 +440,41 @@ func (l *methodList) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	// encoding/json has already checked that b is valid JSON.
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
+	d := jsonscan.Scanner[[]byte]{B: b}
+	d.Space()
+	if !d.Consume('{') {
 		return errors.New("methods: not a JSON object")
 	}
 	out := l.names
 	if out == nil {
 		out = make([]string, 0, 16)
 	}
-	i = skipSpace(b, i+1)
-	for i < len(b) && b[i] != '}' {
-		key, next, err := readString(b, i, l.intern)
+	d.Space()
+	for d.Pos < len(b) && b[d.Pos] != '}' {
+		key, next, err := readString(b, d.Pos, l.intern)
 		if err != nil {
 			return err
 		}
-		i = skipSpace(b, next)
-		i = skipSpace(b, i+1) // the ':'
+		d.Pos = next
+		d.Space()
+		d.Consume(':')
+		d.Space()
 		switch {
-		case hasPrefixAt(b, i, "true"):
+		case d.Literal("true"):
 			out = setMethod(out, key, true)
-			i += 4
-		case hasPrefixAt(b, i, "false"), hasPrefixAt(b, i, "null"):
+		case d.Literal("false"), d.Literal("null"):
 			// null decodes to false in the library's map[string]bool.
 			out = setMethod(out, key, false)
-			i += len("null")
-			if b[i-len("null")] == 'f' {
-				i++
-			}
 		default:
 			return fmt.Errorf("methods: value of %q is not a boolean", key)
 		}
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
+		d.Space()
+		if d.Consume(',') {
+			d.Space()
 		}
 	}
 	l.names = out
 	return nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-func hasPrefixAt(b []byte, i int, lit string) bool {
-	return len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
 }
 
 // readString reads the JSON string starting at b[i] == '"'; escapes and

@@ -99,10 +99,10 @@ func (f EntryFacts) RunDate(zone *time.Location) time.Time {
 	if f.runDate == nil {
 		return time.Time{}
 	}
-	d := fastDecoder{b: f.runDate}
+	d := newFastDecoder(f.runDate, nil)
 	s, ok := d.stringValue()
 	text := string(s)
-	if !ok || d.i != len(f.runDate) {
+	if !ok || d.Pos != len(f.runDate) {
 		if json.Unmarshal(f.runDate, &text) != nil {
 			return time.Time{}
 		}
@@ -134,45 +134,33 @@ func (f EntryFacts) BoundTo(uid string) bool {
 // scanner. It gives up, for factMembersSlow, on whatever that scanner leaves
 // to encoding/json, and on a repeated member.
 func factMembersFast(raw []byte, vals *[numFacts][]byte) bool {
-	d := fastDecoder{b: raw}
+	d := newFastDecoder(raw, nil)
 	var seen uint
-	d.space()
-	if !d.consume('{') {
-		return false
-	}
-	d.space()
-	if !d.consume('}') {
-		for {
-			key, ok := d.memberName()
-			if !ok {
-				return false
-			}
-			m := matchName(key, factNames[:])
-			start := d.i
-			if !d.skipValue() {
-				return false
-			}
-			if m >= 0 {
-				if seen&(1<<m) != 0 {
-					return false
-				}
-				seen |= 1 << m
-				vals[m] = raw[start:d.i]
-			}
-			if more, ok := d.next(); !ok {
-				return false
-			} else if !more {
-				break
-			}
+	d.Space()
+	ok := d.object(func(key []byte) bool {
+		m := matchName(key, factNames[:])
+		start := d.Pos
+		if !d.skipValue() {
+			return false
 		}
-	}
-	d.space()
-	return d.i == len(raw)
+		if m >= 0 {
+			if seen&(1<<m) != 0 {
+				return false
+			}
+			seen |= 1 << m
+			vals[m] = raw[start:d.Pos]
+		}
+		return true
+	})
+	d.Space()
+	return ok && d.Pos == len(raw)
 }
 
 // factMembersSlow is factMembersFast by encoding/json.
 func factMembersSlow(raw []byte, vals *[numFacts][]byte) bool {
-	if i := skipSpace(raw, 0); i >= len(raw) || raw[i] != '{' {
+	d := jsonscan.Scanner[[]byte]{B: raw}
+	d.Space()
+	if !d.Consume('{') {
 		return false
 	}
 	var v struct {
@@ -194,8 +182,8 @@ func leaseIDOf(v []byte) int64 {
 	if v == nil {
 		return 0
 	}
-	d := fastDecoder{b: v}
-	if n, ok := d.integer(); ok && d.i == len(v) {
+	d := newFastDecoder(v, nil)
+	if n, ok := d.integer(); ok && d.Pos == len(v) {
 		return n
 	}
 	var n int64
@@ -211,9 +199,9 @@ func appIDOf(v []byte) string {
 	if v == nil {
 		return ""
 	}
-	d := fastDecoder{b: v}
+	d := newFastDecoder(v, nil)
 	var vals [3]string
-	if d.stringMembers(metaNames, vals[:]) && d.i == len(v) {
+	if d.stringMembers(metaNames, vals[:]) && d.Pos == len(v) {
 		return vals[1]
 	}
 	var meta struct {

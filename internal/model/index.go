@@ -345,22 +345,32 @@ func (w Watched) Has(namespace string) bool { return w.All() || slices.Contains(
 
 // Derived keeps what a reader derives from an immutable value of the index,
 // such as its rendering as an HTTP answer, so that it is derived once and
-// dropped together with the value. The model never looks inside; each slot
-// holds one type, of the reader's choosing.
-type Derived struct{ v atomic.Value }
+// dropped together with the value. The model never looks inside. A slot
+// takes a value of any type: readers type-assert what they load, and one
+// that finds another's type derives its own.
+type Derived struct{ p atomic.Pointer[derived] }
+
+// derived boxes a slot's value, so that values of different types may
+// follow each other in one slot (atomic.Value would panic).
+type derived struct{ v any }
 
 // Load returns what was stored, or nil.
-func (d *Derived) Load() any { return d.v.Load() }
+func (d *Derived) Load() any {
+	if b := d.p.Load(); b != nil {
+		return b.v
+	}
+	return nil
+}
 
 // Store keeps x.
-func (d *Derived) Store(x any) { d.v.Store(x) }
+func (d *Derived) Store(x any) { d.p.Store(&derived{x}) }
 
 // LoadOrStore returns what was stored, storing x first if nothing was.
 func (d *Derived) LoadOrStore(x any) any {
-	if d.v.CompareAndSwap(nil, x) {
+	if d.p.CompareAndSwap(nil, &derived{x}) {
 		return x
 	}
-	return d.v.Load()
+	return d.Load()
 }
 
 // Resynced is s read again with nothing changed: the same indexes, new sync
@@ -369,9 +379,7 @@ func (d *Derived) LoadOrStore(x any) any {
 // rendering.
 func (s *Snapshot) Resynced(syncedAt map[string]time.Time) *Snapshot {
 	out := &Snapshot{Envs: s.Envs, EnvNames: s.EnvNames, NamespaceSyncedAt: syncedAt, Namespaces: s.Namespaces, AwaitingEndpoints: s.AwaitingEndpoints}
-	if d := s.Derived.Load(); d != nil {
-		out.Derived.Store(d)
-	}
+	out.Derived.p.Store(s.Derived.p.Load())
 	return out
 }
 

@@ -752,3 +752,23 @@ func TestWatched(t *testing.T) {
 		t.Error("Has misjudges named namespaces")
 	}
 }
+
+// A slot takes values of any type in turn: two readers that derive
+// different things from one value must not crash each other.
+func TestDerivedTakesAnyType(t *testing.T) {
+	var d model.Derived
+	if d.Load() != nil {
+		t.Fatal("an empty slot loaded a value")
+	}
+	if got := d.LoadOrStore(1); got != 1 {
+		t.Fatalf("LoadOrStore on an empty slot = %v", got)
+	}
+	if got := d.LoadOrStore("other"); got != 1 {
+		t.Errorf("LoadOrStore on a full slot = %v, want what it held", got)
+	}
+	d.Store("text")
+	d.Store(struct{}{})
+	if got := d.Load(); got != struct{}{} {
+		t.Errorf("Load = %v", got)
+	}
+}

@@ -43,9 +43,17 @@ import (
 // sync writes.
 const FieldManager = "registry-api"
 
-// DefaultGrace is how long a method's rules outlive its last live instance.
-// A redeploy replaces every pod within a minute or two.
-const DefaultGrace = 5 * time.Minute
+// Defaults of Options.
+const (
+	// DefaultGrace is how long a method's rules outlive its last live
+	// instance. A redeploy replaces every pod within a minute or two.
+	DefaultGrace = 5 * time.Minute
+	// DefaultMaxStaleness is a few polls' worth of missed reads.
+	DefaultMaxStaleness = 30 * time.Second
+	// DefaultResync is how soon a hand edit or a newly installed CRD is
+	// seen.
+	DefaultResync = 5 * time.Minute
+)
 
 // retryDiscovery spaces attempts while discovery has never answered.
 const retryDiscovery = 5 * time.Second
@@ -85,14 +93,16 @@ type Options struct {
 	// down. It is also how often the leader checks that its data is fresh
 	// while the table does not change, so that an outage pauses it (and
 	// starts a grace period when it ends) even when no instance dies
-	// meanwhile; a check rebuilds nothing. Default 30 s.
+	// meanwhile; a check rebuilds nothing. Zero means the package default
+	// (DefaultMaxStaleness).
 	MaxStaleness time.Duration
 	// Resync is how often every object is applied again and discovery
 	// repeated, even when the route table did not change, so that a hand
-	// edit or a newly installed CRD is seen. Default 5 minutes.
+	// edit or a newly installed CRD is seen. Zero means the package default
+	// (DefaultResync).
 	Resync time.Duration
-	// Namespaces are the watched namespaces; [""] watches all.
-	Namespaces []string
+	// Namespaces are the watched namespaces.
+	Namespaces model.Watched
 	Now        func() time.Time
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer
@@ -112,8 +122,8 @@ func (o *Options) validate() error {
 		return errors.New("route sync: no watched namespaces")
 	}
 	o.Grace = cmp.Or(o.Grace, DefaultGrace)
-	o.MaxStaleness = cmp.Or(o.MaxStaleness, 30*time.Second)
-	o.Resync = cmp.Or(o.Resync, 5*time.Minute)
+	o.MaxStaleness = cmp.Or(o.MaxStaleness, DefaultMaxStaleness)
+	o.Resync = cmp.Or(o.Resync, DefaultResync)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -567,8 +577,9 @@ func (s *Syncer) reconcileKind(ctx context.Context, k Kind, desired map[objectKe
 // listManaged lists kind's managed objects in every namespace they may be
 // in: the watched ones and those of the desired objects.
 func (s *Syncer) listManaged(ctx context.Context, k Kind, desired map[objectKey]*unstructured.Unstructured) (map[objectKey]*unstructured.Unstructured, error) {
-	namespaces := slices.Clone(s.o.Namespaces)
-	if !slices.Contains(namespaces, "") {
+	namespaces := model.AllNamespaces()
+	if !s.o.Namespaces.All() {
+		namespaces = slices.Clone(s.o.Namespaces)
 		for key := range desired {
 			namespaces = append(namespaces, key.namespace)
 		}
@@ -579,8 +590,6 @@ func (s *Syncer) listManaged(ctx context.Context, k Kind, desired map[objectKey]
 		}
 		slices.Sort(namespaces)
 		namespaces = slices.Compact(namespaces)
-	} else {
-		namespaces = model.AllNamespaces()
 	}
 	out := map[objectKey]*unstructured.Unstructured{}
 	for _, ns := range namespaces {

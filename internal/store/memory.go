@@ -117,23 +117,37 @@ func (m *Memory) Get(ctx context.Context, namespace, name string) (*corev1.Confi
 
 // Create stores a new ConfigMap.
 func (m *Memory) Create(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := validate(cm); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := objKey(cm.Namespace, cm.Name)
-	if _, ok := m.objs[k]; ok {
-		return nil, apierrors.NewAlreadyExists(configMapResource, cm.Name)
-	}
-	return m.put(k, cm), nil
+	return m.write(ctx, cm, func(k string, cur *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cur != nil {
+			return nil, apierrors.NewAlreadyExists(configMapResource, cm.Name)
+		}
+		return m.put(k, cm), nil
+	})
 }
 
 // Update replaces a ConfigMap; a set ResourceVersion must be the current one.
 func (m *Memory) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	return m.write(ctx, cm, func(k string, cur *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+		if cur == nil {
+			return nil, apierrors.NewNotFound(configMapResource, cm.Name)
+		}
+		if cm.ResourceVersion != "" && cm.ResourceVersion != cur.ResourceVersion {
+			return nil, apierrors.NewConflict(configMapResource, cm.Name,
+				fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
+		}
+		if unchanged(cur, cm) {
+			// Like the API server: a no-op update writes nothing and keeps the
+			// resourceVersion, so pollers see nothing to re-read.
+			return cur.DeepCopy(), nil
+		}
+		return m.put(k, cm), nil
+	})
+}
+
+// write checks a write of cm as the API server does before it looks at the
+// store (the request's context, the data's rules), then applies it with the
+// lock held to the ConfigMap of that name; cur is nil when there is none.
+func (m *Memory) write(ctx context.Context, cm *corev1.ConfigMap, apply func(k string, cur *corev1.ConfigMap) (*corev1.ConfigMap, error)) (*corev1.ConfigMap, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -143,20 +157,7 @@ func (m *Memory) Update(ctx context.Context, cm *corev1.ConfigMap) (*corev1.Conf
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := objKey(cm.Namespace, cm.Name)
-	cur, ok := m.objs[k]
-	if !ok {
-		return nil, apierrors.NewNotFound(configMapResource, cm.Name)
-	}
-	if cm.ResourceVersion != "" && cm.ResourceVersion != cur.ResourceVersion {
-		return nil, apierrors.NewConflict(configMapResource, cm.Name,
-			fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
-	}
-	if unchanged(cur, cm) {
-		// Like the API server: a no-op update writes nothing and keeps the
-		// resourceVersion, so pollers see nothing to re-read.
-		return cur.DeepCopy(), nil
-	}
-	return m.put(k, cm), nil
+	return apply(k, m.objs[k])
 }
 
 // Delete removes a ConfigMap, as kubectl delete does. registry-api never

@@ -73,7 +73,9 @@ func refreshSeed(ctx context.Context, s Store, seed SeedEntries, zone *time.Loca
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			// As a heartbeat writes it: the run_date spliced in place, the
+			// rest of the entry's bytes left alone.
+			runDate := model.FormatRunDate(time.Now(), zone)
 			refreshed := 0
 			for _, key := range seed[name] {
 				raw, ok := cur.Data[key]
@@ -81,8 +83,8 @@ func refreshSeed(ctx context.Context, s Store, seed SeedEntries, zone *time.Loca
 					// Deregistered by hand: it stays gone.
 					continue
 				}
-				if fresh, err := model.RefreshRunDate([]byte(raw), now, zone); err == nil {
-					cur.Data[key] = string(fresh)
+				if fresh, ok := model.RefreshEntry(raw, runDate); ok {
+					cur.Data[key] = fresh
 					refreshed++
 				}
 			}

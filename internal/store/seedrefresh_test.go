@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -328,5 +329,28 @@ func TestRefreshSeed(t *testing.T) {
 	s.onGet = func(int32, string) error { return apierrors.NewServiceUnavailable("etcd is sad") }
 	if err := RefreshSeed(t.Context(), s, entries, nil); err == nil || !strings.Contains(err.Error(), "etcd is sad") {
 		t.Errorf("RefreshSeed on a failing store = %v", err)
+	}
+}
+
+// BenchmarkRefreshSeed refreshes a seed the size of the load test's
+// (make loadtest): 50 ConfigMaps of 200 library entries.
+func BenchmarkRefreshSeed(b *testing.B) {
+	var seed []corev1.ConfigMap
+	for env := range 50 {
+		data := map[string]string{}
+		for i := range 200 {
+			lease := 1795695862709570046 + int64(env*1000+i)
+			data["app-"+strconv.Itoa(i%10)+"."+strconv.FormatInt(lease, 10)] = strings.Replace(entryUser, "1795695862709570046", strconv.FormatInt(lease, 10), 1)
+		}
+		seed = append(seed, *configMap("firefly", "ff-registry-env-"+strconv.Itoa(env), data))
+	}
+	m := newMemory(b, seed...)
+	entries := SeedEntriesOf(seed)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := RefreshSeed(ctx, m, entries, time.UTC); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -74,10 +74,11 @@ type Options struct {
 	// Pods lists pods for pod-bound entries; nil leaves those entries to GC.
 	Pods   PodLister
 	Writer EntryWriter
-	// Namespaces are the watched namespaces; a single "" is all of them.
-	Namespaces []string
-	// Interval between cycles; default TTL/2 of the library's TTL, so that a
-	// pod-bound entry never looks dead.
+	// Namespaces are the watched namespaces.
+	Namespaces model.Watched
+	// Interval between cycles; zero means the package default
+	// (DefaultInterval, half the library's TTL), so that a pod-bound entry
+	// never looks dead.
 	Interval time.Duration
 	// GCAfter removes entries whose run_date is older; 0 disables GC.
 	GCAfter time.Duration
@@ -96,7 +97,8 @@ type Options struct {
 	// be taken at its word (model.EffectiveHeartbeat); default
 	// model.DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
-	// ListTimeout bounds each LIST; default 10s.
+	// ListTimeout bounds each LIST; zero means the package default
+	// (DefaultListTimeout).
 	ListTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time

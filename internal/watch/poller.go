@@ -44,15 +44,22 @@ type Reader interface {
 // another replica is served here within it.
 const DefaultInterval = 2 * time.Second
 
+// DefaultListTimeout bounds the reading of one namespace in a poll: far
+// longer than a healthy API server takes, far shorter than client-go's
+// HTTP/2 health check.
+const DefaultListTimeout = 10 * time.Second
+
 // Options configure a Poller. The zero value of each field but Namespaces
 // has a safe default.
 type Options struct {
 	// Namespaces to watch; a single "" watches all namespaces with one LIST.
 	Namespaces model.Watched
-	// Interval between polls; default 2s.
+	// Interval between polls; zero means the package default
+	// (DefaultInterval).
 	Interval time.Duration
 	// ListTimeout bounds the reading of each namespace in a poll (its LIST
-	// of metadata and the reads that follow); default 10s. Without it an API
+	// of metadata and the reads that follow); zero means the package default
+	// (DefaultListTimeout). Without it an API
 	// server that accepts connections but does not answer blocks polling
 	// until client-go's HTTP/2 health check gives up, with nothing logged or
 	// counted and no other namespace read meanwhile.
@@ -82,7 +89,7 @@ func (o *Options) validate() error {
 		o.Interval = DefaultInterval
 	}
 	if o.ListTimeout <= 0 {
-		o.ListTimeout = 10 * time.Second
+		o.ListTimeout = DefaultListTimeout
 	}
 	if o.TTL <= 0 {
 		o.TTL = model.DefaultTTL

@@ -52,11 +52,12 @@ type Options struct {
 	// BatchWindow is how long the first write to a ConfigMap waits for others
 	// to share its Get and Update. 0 writes every operation on its own.
 	BatchWindow time.Duration
-	// MaxConfigMapBytes refuses registrations beyond it; default 900 KiB,
-	// leaving headroom under the API server's 1 MiB for heartbeats and for
-	// other writers.
+	// MaxConfigMapBytes refuses registrations beyond it; zero means the
+	// package default (DefaultMaxConfigMapBytes), which leaves headroom
+	// under the API server's 1 MiB for heartbeats and for other writers.
 	MaxConfigMapBytes int
-	// WriteTimeout bounds each API server call; default 5s.
+	// WriteTimeout bounds each API server call; zero means the package
+	// default (DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// Backoff spaces retries after a conflict; the zero value is DefaultBackoff.
 	Backoff wait.Backoff

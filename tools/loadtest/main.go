@@ -46,7 +46,7 @@ func main() {
 	bin := flag.String("bin", "bin/registry-api", "the registry-api binary to measure")
 	round := flag.Duration("round", 3*time.Second, "length of one measured round")
 	rounds := flag.Int("rounds", 5, "rounds per target, connection count and server (interleaved)")
-	conns := flag.String("c", "16,64", "concurrent keep-alive connections, a comma-separated list")
+	conns := flag.String("c", "16,64", "concurrent persistent connections, a comma-separated list")
 	serverCPU := flag.Int("server-cpu", 0, "the core both servers are pinned to")
 	clientCPU := flag.Int("client-cpu", 1, "the core wrk is pinned to")
 	bare := flag.String("bare", "", "internal: serve the captured answer in this file as the bare handler")
@@ -190,8 +190,8 @@ func (l loadRun) run() error {
 
 	fmt.Printf("seed: %d envs x %d instances x %d methods per instance; servers on core %d, wrk on core %d; %d rounds of %s per server, target and connection count\n\n",
 		envs, appsPerEnv*instancesPerApp, methodsPerApp, l.serverCPU, l.clientCPU, l.rounds, l.round)
-	fmt.Println("| target | body bytes | connections | registry req/s | bare req/s | ratio (median) | ratio (range) | CPU ratio (median) | CPU ratio (range) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| target | body bytes | connections | registry req/s | bare req/s | ratio (median) | ratio (range) | CPU ratio (median) | CPU ratio (range) | replayed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, tg := range targets {
 		capture := filepath.Join(dir, "capture.json")
 		size, err := captureAnswer(reg.base+tg.path, capture)
@@ -220,11 +220,23 @@ func (l loadRun) run() error {
 				break
 			}
 			var ratios, cpuRatios, regs, bares []float64
+			// The share of the registry's requests answered from a kept
+			// answer (answers.go), over the rounds and their warm-up.
+			var answered float64
+			replayedBefore, rerr := replayedCount(reg.base)
+			if rerr != nil {
+				err = rerr
+				break
+			}
 			// A short warm-up of each, unmeasured: the first round would
 			// otherwise pay for connections, page faults and the heap's growth.
-			for _, sv := range servers {
+			for k, sv := range servers {
 				if err == nil {
-					_, err = l.measure(sv, servers, c, time.Second)
+					var warm roundResult
+					warm, err = l.measure(sv, servers, c, time.Second)
+					if k == 0 {
+						answered += warm.requests
+					}
 				}
 			}
 			for i := 0; i < l.rounds && err == nil; i++ {
@@ -240,6 +252,7 @@ func (l loadRun) run() error {
 					break
 				}
 				reg, bare := got[0], got[1]
+				answered += reg.requests
 				regs, bares, ratios = append(regs, reg.rate), append(bares, bare.rate), append(ratios, reg.rate/bare.rate)
 				// The registry's own work between requests (the poller, the
 				// seed refresh, its GC) is measured while the bare handler
@@ -247,10 +260,14 @@ func (l loadRun) run() error {
 				regCPU := reg.cpu[0] - bare.cpu[0]*reg.elapsed.Seconds()/bare.elapsed.Seconds()
 				cpuRatios = append(cpuRatios, (bare.cpu[1]/bare.requests)/(regCPU/reg.requests))
 			}
+			var replayedAfter float64
 			if err == nil {
-				fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.2f | %.2f–%.2f | %.2f | %.2f–%.2f |\n", tg.name, size, c,
+				replayedAfter, err = replayedCount(reg.base)
+			}
+			if err == nil {
+				fmt.Printf("| %s | %d | %d | %.0f | %.0f | %.2f | %.2f–%.2f | %.2f | %.2f–%.2f | %.1f%% |\n", tg.name, size, c,
 					median(regs), median(bares), median(ratios), slices.Min(ratios), slices.Max(ratios),
-					median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+					median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios), 100*(replayedAfter-replayedBefore)/answered)
 			}
 		}
 		_ = bareCmd.Process.Kill()
@@ -260,6 +277,21 @@ func (l loadRun) run() error {
 		}
 	}
 	return nil
+}
+
+// replayedCount reads registry_api_http_answers_replayed_total; a server
+// that keeps no answers has none.
+func replayedCount(base string) (float64, error) {
+	raw, err := scrape(http.DefaultClient, base)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(raw) {
+		if v, ok := strings.CutPrefix(line, "registry_api_http_answers_replayed_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, nil
 }
 
 // pinned is argv run on one core.
