@@ -271,6 +271,61 @@ func TestIntegrationVersionRegistrations(t *testing.T) {
 	})
 }
 
+// TestIntegrationVersionLibraryReaders: the Go library's discoverer, which
+// knows nothing of endpoints, sees a version registration alive while its
+// Service has a ready endpoint, because the leader refreshes its run_date,
+// and drops it one TTL after the last ready endpoint goes.
+func TestIntegrationVersionLibraryReaders(t *testing.T) {
+	srv := sharedServer(t)
+	cs := adminClient(t, srv)
+	ns := "itest-verlib-" + uniqueSuffix(t)
+	createNamespace(t, cs, ns)
+	createServiceAccount(t, cs, ns, "default")
+
+	cfg := kubeServeConfig(srv.Kubeconfig, time.Hour, ns)
+	// run_date has whole seconds: a TTL of several keeps a refresh every
+	// TTL/2 clear of the library's rounding.
+	cfg.TTL = 6 * time.Second
+	cfg.VersionRefresh = true
+	base, _ := startServe(t, cfg, &testkit.Buffer{})
+	waitReady(t, base)
+
+	const method = "/acme.shelf.v1.ShelfService/Put"
+	status, _, b := authCall(t, http.MethodPut, base+"/v1/envs/prod/apps/shelf/versions/v1",
+		`{"network":{"internal":"shelf:9000"},"methods":["`+method+`"]}`, "")
+	wantAnswer(t, "PUT shelf v1", status, b, http.StatusCreated, "", "")
+	createLabelledPod(t, cs, ns, "shelf-a", "v1")
+	putSlice(t, cs, ns, "shelf", "shelf-1", itestEndpoint{"shelf-a", true})
+
+	discovered := func() (bool, string) {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(t.Context(), "ff-registry-prod", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testkit.LibraryDiscover(cm.Data, time.Now(), cfg.TTL)[method] == "shelf", fmt.Sprint(cm.Data)
+	}
+	// Three TTLs past its registration, the library still finds it alive.
+	registered := time.Now()
+	testkit.WaitFor(t, 5*cfg.TTL, "three TTLs of the library seeing the ready version", func() (bool, string) {
+		if ok, data := discovered(); !ok {
+			t.Fatalf("%s after its registration the library lost the ready version: %s", time.Since(registered).Round(time.Millisecond), data)
+		}
+		return time.Since(registered) > 3*cfg.TTL, ""
+	})
+
+	// No ready endpoint: the refresh stops, and the library drops it once
+	// its last run_date is a TTL old.
+	putSlice(t, cs, ns, "shelf", "shelf-1", itestEndpoint{"shelf-a", false})
+	unready := time.Now()
+	testkit.WaitFor(t, 3*cfg.TTL, "the library dropping the unready version", func() (bool, string) {
+		ok, data := discovered()
+		return !ok, data
+	})
+	if took := time.Since(unready); took < cfg.TTL/2 {
+		t.Errorf("the library dropped the version %s after its endpoint went unready, before its last refresh could age", took)
+	}
+}
+
 // deployVersions runs serve with the deployed ServiceAccount's token alone:
 // the Role lets its informers read the EndpointSlices and pods of the
 // watched namespace, and refuses them another namespace's, whose Service's

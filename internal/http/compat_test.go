@@ -6,58 +6,20 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/acme/registry-api/internal/testkit"
 )
 
-// The Go registry library's types, field for field and tag for tag, so that
-// these tests decode entries exactly as a Go service does.
+// The Go registry library's types and discoverer, as a Go service reads
+// entries.
 type (
-	libServiceNode struct {
-		ProtoCount int             `json:"proto_count"`
-		LeaseID    int64           `json:"lease_id"`
-		RunDate    string          `json:"run_date"`
-		Methods    map[string]bool `json:"methods"`
-		Network    libNetwork      `json:"network"`
-		Kernel     libKernel       `json:"kernel"`
-		Meta       libMeta         `json:"meta"`
-	}
-	libNetwork struct {
-		SN       string `json:"sn"`
-		Internal string `json:"internal"`
-		External string `json:"external"`
-	}
-	libKernel struct {
-		Language string `json:"language"`
-		Version  string `json:"version"`
-	}
-	libMeta struct {
-		Env     string `json:"env"`
-		AppID   string `json:"app_id"`
-		Version string `json:"version"`
-	}
+	libServiceNode = testkit.LibraryNode
+	libNetwork     = testkit.LibraryNetwork
+	libKernel      = testkit.LibraryKernel
+	libMeta        = testkit.LibraryMeta
 )
 
-// libDiscover does what the library's discoverer does with a ConfigMap's
-// data: skip what does not decode, drop nodes whose heartbeat is older than
-// ttl, and map every method to the app of the last node read. The library
-// reads run_date in the process's local zone; in a pod that is UTC, which
-// is used here explicitly.
-func libDiscover(data map[string]string, now time.Time, ttl time.Duration) map[string]string {
-	apps := make(map[string]string)
-	for _, raw := range data {
-		var n libServiceNode
-		if err := json.Unmarshal([]byte(raw), &n); err != nil {
-			continue
-		}
-		runDate, err := time.ParseInLocation(time.DateTime, n.RunDate, time.UTC)
-		if err != nil || now.Sub(runDate) > ttl {
-			continue
-		}
-		for m := range n.Methods {
-			apps[m] = n.Meta.AppID
-		}
-	}
-	return apps
-}
+var libDiscover = testkit.LibraryDiscover
 
 // TestLibraryDiscoversRegistrations: what the API writes, a Go service
 // using the library discovers. The other direction, entries the library

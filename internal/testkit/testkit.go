@@ -1,6 +1,7 @@
 // Package testkit is what the tests of several packages share: a buffer
 // that goroutines may log into while a test reads it, a settable clock, a
-// snapshot source, and a wait for a condition with a deadline. It is imported by tests only.
+// snapshot source, a wait for a condition with a deadline, and the Go registry
+// library's reading of entries. It is imported by tests only.
 package testkit
 
 import (
