@@ -36,16 +36,11 @@ import (
 // which counts the bytes on the wire (TLS, HTTP/2 and any compression
 // included): what the API server sends each replica.
 func runPoll(bin string, d time.Duration) error {
-	dir, err := os.MkdirTemp("", "registry-polltest")
+	srv, dir, stopAPIServer, err := startAPIServer("registry-polltest")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := kubetest.Start(filepath.Join(dir, "apiserver"))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = srv.Stop() }()
+	defer stopAPIServer()
 	apiPID, err := readPID(filepath.Join(srv.Dir, "pid"))
 	if err != nil {
 		return err
@@ -351,4 +346,22 @@ func byteSize(b float64) string {
 		return fmt.Sprintf("%.1f kB", b/1e3)
 	}
 	return fmt.Sprintf("%.0f B", b)
+}
+
+// startAPIServer starts a real API server (the integration suite's) in a new
+// temporary folder named for the run; stop stops it and removes the folder.
+func startAPIServer(name string) (srv *kubetest.Server, dir string, stop func(), err error) {
+	dir, err = os.MkdirTemp("", name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv, err = kubetest.Start(filepath.Join(dir, "apiserver"))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return srv, dir, func() {
+		_ = srv.Stop()
+		_ = os.RemoveAll(dir)
+	}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/acme/registry-api/internal/kubetest"
 	"github.com/acme/registry-api/internal/model"
 )
 
@@ -49,16 +47,11 @@ const (
 // writes anything, the replica's memory, and the writes of d at rest with
 // REGISTRY_VERSION_REFRESH=false.
 func runVersions(bin string, d time.Duration) error {
-	dir, err := os.MkdirTemp("", "registry-versiontest")
+	srv, _, stopAPIServer, err := startAPIServer("registry-versiontest")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := kubetest.Start(filepath.Join(dir, "apiserver"))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = srv.Stop() }()
+	defer stopAPIServer()
 	restCfg, err := srv.RESTConfig()
 	if err != nil {
 		return err
