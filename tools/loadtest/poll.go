@@ -108,25 +108,11 @@ func runPoll(bin string, d time.Duration) error {
 	apiIdle := (apiAfter - apiBefore).Seconds() / d.Seconds() // a share of a core
 	fmt.Printf("| no replica: the API server alone | | | | | | %.1f%% of a core |\n", 100*apiIdle)
 
-	addr, err := freeAddr()
+	base, cmd, stopReplica, err := startKubeReplica(bin, kubeconfig, "REGISTRY_NAMESPACES=firefly", "REGISTRY_READ_ONLY=true")
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=kube", "REGISTRY_KUBECONFIG="+kubeconfig,
-		"REGISTRY_NAMESPACES=firefly", "REGISTRY_READ_ONLY=true", "REGISTRY_LOG_LEVEL=warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
-		return err
-	}
+	defer stopReplica()
 	pid := cmd.Process.Pid
 
 	phase := func(name string) error {
@@ -364,4 +350,31 @@ func startAPIServer(name string) (srv *kubetest.Server, dir string, stop func(),
 		_ = srv.Stop()
 		_ = os.RemoveAll(dir)
 	}, nil
+}
+
+// startKubeReplica runs bin over the API server of kubeconfig, with env and
+// warnings only in its log, and waits until it is ready; stop interrupts it
+// and waits for it to exit.
+func startKubeReplica(bin, kubeconfig string, env ...string) (base string, cmd *exec.Cmd, stop func(), err error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cmd = exec.Command(bin)
+	cmd.Env = append(append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=kube", "REGISTRY_KUBECONFIG="+kubeconfig,
+		"REGISTRY_LOG_LEVEL=warn"), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+	base = "http://" + addr
+	if err := waitReady(base + "/readyz"); err != nil {
+		stop()
+		return "", nil, nil, err
+	}
+	return base, cmd, stop, nil
 }

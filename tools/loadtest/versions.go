@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,26 +81,13 @@ func runVersions(bin string, d time.Duration) error {
 		return err
 	}
 
-	addr, err := freeAddr()
+	base, cmd, stopReplica, err := startKubeReplica(bin, srv.Kubeconfig,
+		"REGISTRY_NAMESPACES="+ns, "REGISTRY_AUTH=kubernetes", "REGISTRY_VERSION_REFRESH=false",
+		"REGISTRY_MAX_FOLLOWERS="+strconv.Itoa(versionFollowers+100), "POD_NAMESPACE="+ns)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "REGISTRY_ADDR="+addr, "REGISTRY_STORE=kube", "REGISTRY_KUBECONFIG="+srv.Kubeconfig,
-		"REGISTRY_NAMESPACES="+ns, "REGISTRY_AUTH=kubernetes", "REGISTRY_VERSION_REFRESH=false", "REGISTRY_LOG_LEVEL=warn",
-		"REGISTRY_MAX_FOLLOWERS="+strconv.Itoa(versionFollowers+100), "POD_NAMESPACE="+ns)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-	base := "http://" + addr
-	if err := waitReady(base + "/readyz"); err != nil {
-		return err
-	}
+	defer stopReplica()
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
 	// The rollout storm: every pod of every version PUTs the same body.
